@@ -1,0 +1,100 @@
+"""The event catalogue: which event types exist, what they mean, and the scope each needs.
+
+Publishing an event type that is not here is refused (``UnknownEventType``). The
+built-in catalogue holds the seed products' event types; a deployment adds its own
+through ``HOOKLINE_EXTRA_EVENT_TYPES`` (a JSON list of names).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+from app.errors import InvalidEventType, UnknownEventType
+
+#: ``crew.document.processed``, ``Pass:Created``, ``run.succeeded``, ``hookline.ping``.
+EVENT_TYPE_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*(?:[.:][A-Za-z][A-Za-z0-9_-]*)+$")
+MAX_EVENT_TYPE_LENGTH = 128
+
+
+@dataclass(frozen=True, slots=True)
+class EventType:
+    name: str
+    description: str
+    scope: str | None = None
+
+
+BUILTIN_EVENT_TYPES: tuple[EventType, ...] = (
+    # CrewPass catalogue v1
+    EventType("crew.document.processed", "A certificate finishes processing and verification",
+              "crew:documents:read"),
+    EventType("crew.document.updated", "A document's verification status changes",
+              "crew:documents:read"),
+    EventType("crew.compliance.changed", "A crew member's compliance state changes",
+              "crew:compliance:read"),
+    EventType("crew.status.changed", "Verification or background-check status changes",
+              "crew:status:subscribe"),
+    EventType("crew.profile.updated", "A crew member updates their profile", "crew:profile:read"),
+    # Crewship
+    EventType("run.succeeded", "A run completed successfully"),
+    EventType("run.failed", "A run failed with an error"),
+    # Cr3dentials: terminal session statuses
+    EventType("session.completed", "A verification session completed"),
+    EventType("session.partial_complete", "A verification session partially completed"),
+    EventType("session.error", "A verification session ended in error"),
+    EventType("session.cancelled", "A verification session was cancelled"),
+    EventType("session.terminated", "A verification session was terminated"),
+    # The Wallet Crew
+    EventType("Pass:Created", "A pass was created"),
+    EventType("Pass:Installed", "A pass was installed on a device"),
+    EventType("Pass:Uninstalled", "A pass was removed from a device"),
+    EventType("Pass:Updated", "A pass was updated"),
+    EventType("Pass:UpdateSent", "A pass update was pushed to devices"),
+    EventType("Customer:Upserted", "A customer profile was created or updated"),
+    EventType("Redirect:Redirected", "A QR or link redirect was followed"),
+    # Hookline's own
+    EventType("hookline.ping", "A test event sent to check an endpoint"),
+)
+
+
+def check_event_type_syntax(name: str) -> None:
+    """Raise ``InvalidEventType`` unless *name* is a well-formed event-type name."""
+    if not isinstance(name, str) or not name:
+        raise InvalidEventType("event type must be a non-empty string")
+    if len(name) > MAX_EVENT_TYPE_LENGTH:
+        raise InvalidEventType(f"event type is longer than {MAX_EVENT_TYPE_LENGTH} characters")
+    if not EVENT_TYPE_RE.match(name):
+        raise InvalidEventType(
+            f"malformed event type {name!r}: expected names like 'crew.status.changed' or 'Pass:Created'"
+        )
+
+
+class Catalogue:
+    """The set of known event types, looked up by name."""
+
+    def __init__(self, types: Iterable[EventType]) -> None:
+        self._types: dict[str, EventType] = {}
+        for event_type in types:
+            check_event_type_syntax(event_type.name)
+            self._types[event_type.name] = event_type
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._types
+
+    def __iter__(self) -> Iterator[EventType]:
+        return iter(self._types.values())
+
+    def require(self, name: str) -> EventType:
+        """The event type called *name*; ``InvalidEventType``/``UnknownEventType`` otherwise."""
+        check_event_type_syntax(name)
+        try:
+            return self._types[name]
+        except KeyError:
+            raise UnknownEventType(name) from None
+
+
+def default_catalogue(extra: Iterable[str] = ()) -> Catalogue:
+    """The built-in catalogue plus the deployment's extra event-type names."""
+    added = [EventType(name, "Deployment-defined event type") for name in extra]
+    return Catalogue([*BUILTIN_EVENT_TYPES, *added])

@@ -1,0 +1,385 @@
+"""The ``hookline`` command: operator actions, processes and the demo.
+
+Every command builds the settings once from the environment, exits 0 when it did
+(or had nothing to do), and exits 2 with one clear line on bad input.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import typer
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+
+from app import admin, db, deadletters
+from app.client import Hookline
+from app.embedded import ensure_embedded_redis
+from app.errors import HooklineError
+from app.names import DEAD_LETTER_QUEUE, MAINTENANCE_QUEUE, partition_queue
+from app.partitioning import parse_partition_spec
+from config.settings import Settings, get_settings
+
+cli = typer.Typer(no_args_is_help=True, add_completion=False,
+                  help="Hookline: signed, retried, dead-lettered webhook delivery.")
+db_cli = typer.Typer(no_args_is_help=True, help="Database schema.")
+tenants_cli = typer.Typer(no_args_is_help=True, help="Tenants: who publishes events.")
+endpoints_cli = typer.Typer(no_args_is_help=True, help="Endpoints: who receives them.")
+events_cli = typer.Typer(no_args_is_help=True, help="Events.")
+dlq_cli = typer.Typer(no_args_is_help=True, help="Dead letters: list and requeue.")
+cli.add_typer(db_cli, name="db")
+cli.add_typer(tenants_cli, name="tenants")
+cli.add_typer(endpoints_cli, name="endpoints")
+cli.add_typer(events_cli, name="events")
+cli.add_typer(dlq_cli, name="dlq")
+
+out = Console()
+err = Console(stderr=True)
+
+#: Above this many rows, requeue shows a progress bar.
+PROGRESS_THRESHOLD = 200
+
+
+def fail(message: str) -> NoReturn:
+    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(2)
+
+
+def load_settings() -> Settings:
+    try:
+        return get_settings()
+    except Exception as exc:  # pydantic's ValidationError names the variable
+        fail(f"bad configuration: {exc}")
+
+
+def hookline_for(settings: Settings) -> Hookline:
+    if settings.embedded_database:
+        db.upgrade(settings)
+    return Hookline(settings)
+
+
+def parse_since(text: str | None) -> datetime | None:
+    """``2h``, ``30m``, ``7d``, ``45s`` ago, or an ISO-8601 time."""
+    if text is None:
+        return None
+    match = re.fullmatch(r"(\d+)([smhd])", text.strip())
+    if match:
+        unit = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}[match.group(2)]
+        return datetime.now(UTC) - timedelta(**{unit: int(match.group(1))})
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        fail(f"--since {text!r}: use a duration like 2h or 30m, or an ISO-8601 time")
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+# -- db ---------------------------------------------------------------------------------
+@db_cli.command("upgrade")
+def db_upgrade(revision: str = "head") -> None:
+    """Create or migrate the schema."""
+    settings = load_settings()
+    db.upgrade(settings, revision)
+    out.print(f"database at revision {revision}: {settings.resolved_database_url.split('@')[-1]}")
+
+
+# -- tenants ----------------------------------------------------------------------------
+@tenants_cli.command("create")
+def tenants_create(name: str) -> None:
+    """Create a tenant."""
+    hl = hookline_for(load_settings())
+    try:
+        tenant = admin.create_tenant(hl.sessions, name)
+    except HooklineError as exc:
+        fail(str(exc))
+    out.print(f"tenant {tenant.id} {tenant.name}")
+
+
+@tenants_cli.command("list")
+def tenants_list() -> None:
+    """List tenants."""
+    hl = hookline_for(load_settings())
+    table = Table("id", "name", "created")
+    for tenant in admin.list_tenants(hl.sessions):
+        table.add_row(tenant.id, tenant.name, tenant.created_at.isoformat(timespec="seconds"))
+    out.print(table)
+
+
+# -- endpoints --------------------------------------------------------------------------
+@endpoints_cli.command("add")
+def endpoints_add(
+    url: str,
+    tenant: Annotated[str, typer.Option(help="Tenant id or name.")],
+    events: Annotated[str, typer.Option(help="Comma-separated filters: names, Category:*, *.")],
+    contract: Annotated[str, typer.Option(help="Wire contract.")] = "crewpass",
+    timeout: Annotated[float | None, typer.Option(help="Read timeout, seconds.")] = None,
+    max_attempts: Annotated[int | None, typer.Option(help="Attempts in all.")] = None,
+    description: Annotated[str | None, typer.Option()] = None,
+) -> None:
+    """Subscribe a URL; prints the endpoint id and its signing secret (shown once)."""
+    hl = hookline_for(load_settings())
+    try:
+        created = admin.add_endpoint(
+            hl.sessions, hl.catalogue, tenant=tenant, url=url,
+            events=[e for e in events.split(",") if e.strip()], contract=contract,
+            timeout_seconds=timeout, max_attempts=max_attempts, description=description,
+        )
+    except HooklineError as exc:
+        fail(str(exc))
+    out.print(f"endpoint {created.endpoint.id}")
+    out.print(f"secret   {created.secret}")
+    out.print("[dim]The secret is shown once: store it now.[/]")
+
+
+@endpoints_cli.command("list")
+def endpoints_list(tenant: Annotated[str | None, typer.Option()] = None) -> None:
+    """List endpoints (secrets are never shown)."""
+    hl = hookline_for(load_settings())
+    try:
+        rows = admin.list_endpoints(hl.sessions, tenant)
+    except HooklineError as exc:
+        fail(str(exc))
+    table = Table("id", "tenant", "url", "events", "enabled", "partition")
+    from app.partitioning import partition_for
+
+    for ep in rows:
+        state = "yes" if ep.enabled else f"no ({ep.disabled_reason})"
+        table.add_row(ep.id, ep.tenant_id, ep.url, ",".join(ep.event_types), state,
+                      str(partition_for(ep.id, hl.settings.partitions)))
+    out.print(table)
+
+
+def _toggle(endpoint_id: str, enabled: bool) -> None:
+    hl = hookline_for(load_settings())
+    try:
+        changed = admin.set_endpoint_enabled(hl.sessions, endpoint_id, enabled)
+    except HooklineError as exc:
+        fail(str(exc))
+    word = "enabled" if enabled else "disabled"
+    out.print(f"endpoint {endpoint_id} {word}" if changed else f"endpoint {endpoint_id} was already {word}; nothing to do")
+
+
+@endpoints_cli.command("disable")
+def endpoints_disable(endpoint_id: str) -> None:
+    """Stop deliveries to an endpoint (pending ones are dead-lettered as endpoint_disabled)."""
+    _toggle(endpoint_id, False)
+
+
+@endpoints_cli.command("enable")
+def endpoints_enable(endpoint_id: str) -> None:
+    """Resume deliveries to an endpoint."""
+    _toggle(endpoint_id, True)
+
+
+# -- events -----------------------------------------------------------------------------
+@events_cli.command("publish")
+def events_publish(
+    tenant: Annotated[str, typer.Option(help="Tenant id or name.")],
+    event_type: Annotated[str, typer.Option("--type", help="Event type, e.g. crew.status.changed.")],
+    data: Annotated[str, typer.Option(help="JSON object, @file, or - for stdin.")] = "{}",
+    idempotency_key: Annotated[str | None, typer.Option()] = None,
+) -> None:
+    """Publish one event and fan it out to matching endpoints."""
+    if data == "-":
+        text = sys.stdin.read()
+    elif data.startswith("@"):
+        try:
+            text = Path(data[1:]).read_text()
+        except OSError as exc:
+            fail(f"cannot read {data[1:]}: {exc.strerror}")
+    else:
+        text = data
+    try:
+        payload = json.loads(text)
+    except json.JSONDecodeError as exc:
+        fail(f"--data is not valid JSON: {exc}")
+    hl = hookline_for(load_settings())
+    try:
+        result = hl.publish(tenant, event_type, payload, idempotency_key=idempotency_key)
+    except HooklineError as exc:
+        fail(str(exc))
+    verb = "published" if result.created else "already published (idempotency key)"
+    out.print(f"event {result.event_id} {verb}: {len(result.delivery_ids)} deliveries")
+
+
+# -- dead letters -----------------------------------------------------------------------
+def _filter(endpoint: str | None, event_type: str | None, reason: str | None,
+            since: str | None) -> deadletters.DeadLetterFilter:
+    try:
+        return deadletters.DeadLetterFilter(endpoint_id=endpoint, event_type=event_type,
+                                            reason=reason, since=parse_since(since))
+    except HooklineError as exc:
+        fail(str(exc))
+
+
+EndpointOpt = Annotated[str | None, typer.Option("--endpoint", help="Endpoint id.")]
+TypeOpt = Annotated[str | None, typer.Option("--event-type", help="Exact event type.")]
+ReasonOpt = Annotated[str | None, typer.Option(
+    "--reason", help="permanent_4xx, exhausted, endpoint_disabled, permanent_error.")]
+SinceOpt = Annotated[str | None, typer.Option("--since", help="2h, 30m, 7d or ISO time.")]
+
+
+@dlq_cli.command("list")
+def dlq_list(endpoint: EndpointOpt = None, event_type: TypeOpt = None, reason: ReasonOpt = None,
+             since: SinceOpt = None, limit: int = 100) -> None:
+    """List dead letters, oldest first."""
+    flt = _filter(endpoint, event_type, reason, since)
+    hl = hookline_for(load_settings())
+    rows = deadletters.list_dead_letters(hl.sessions, flt, limit=limit)
+    if not rows:
+        out.print("no dead letters")
+        return
+    table = Table("delivery", "event", "type", "endpoint", "reason", "attempts", "last status",
+                  "last error", "dead at")
+    for r in rows:
+        table.add_row(r.delivery_id, r.event_id, r.event_type, r.endpoint_id, r.reason,
+                      str(r.attempts), str(r.last_status_code or "-"), (r.last_error or "")[:60],
+                      r.dead_at.isoformat(timespec="seconds") if r.dead_at else "")
+    out.print(table)
+    out.print(f"{len(rows)} dead letter(s)")
+
+
+@dlq_cli.command("requeue")
+def dlq_requeue(
+    ids: Annotated[list[str] | None, typer.Argument(help="Delivery ids.")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Every dead letter (with filters: every match).")] = False,
+    endpoint: EndpointOpt = None, event_type: TypeOpt = None, reason: ReasonOpt = None,
+    since: SinceOpt = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what would be requeued.")] = False,
+) -> None:
+    """Send dead letters again with a fresh attempt budget. Idempotent."""
+    flt = _filter(endpoint, event_type, reason, since)
+    hl = hookline_for(load_settings())
+    with Progress(console=err, transient=True) as progress:
+        bar = None
+
+        def advance(n: int) -> None:
+            nonlocal bar
+            if bar is not None:
+                progress.advance(bar, n)
+
+        try:
+            matched = deadletters.list_dead_letters(hl.sessions, flt, limit=None) if all_ or not ids else []
+            if len(matched) > PROGRESS_THRESHOLD and not dry_run:
+                bar = progress.add_task("requeueing", total=len(matched))
+            report = deadletters.requeue(hl.sessions, hl.dispatcher, ids=ids or [],
+                                         select_all=all_, flt=flt, dry_run=dry_run,
+                                         progress=advance)
+        except HooklineError as exc:
+            fail(str(exc))
+    prefix = "would requeue" if dry_run else "requeued"
+    if not report.requeued and not report.skipped_disabled:
+        out.print("nothing to do: no matching dead letters")
+    else:
+        out.print(f"{prefix} {len(report.requeued)} dead letter(s)")
+        for delivery_id in report.requeued[:20]:
+            out.print(f"  {delivery_id}")
+        if len(report.requeued) > 20:
+            out.print(f"  … and {len(report.requeued) - 20} more")
+    if report.not_dead:
+        out.print(f"{len(report.not_dead)} named delivery(ies) are not dead letters (already requeued?): "
+                  + ", ".join(report.not_dead))
+    if report.skipped_disabled:
+        out.print(f"skipped {len(report.skipped_disabled)} whose endpoint is disabled: enable it first")
+    if report.parked:
+        out.print(f"{len(report.parked)} could not reach the broker now; the sweeper will send them")
+
+
+# -- processes --------------------------------------------------------------------------
+@cli.command()
+def worker(
+    partitions: Annotated[str | None, typer.Option(help="Partitions to consume, e.g. 0-7 or 0,3.")] = None,
+    concurrency: Annotated[int | None, typer.Option()] = None,
+    pool: Annotated[str | None, typer.Option(help="threads, prefork or solo.")] = None,
+    beat: Annotated[bool, typer.Option("--beat", help="Also run the sweeper schedule.")] = False,
+    maintenance: Annotated[bool, typer.Option(help="Consume the sweep and dead-letter queues.")] = True,
+    hostname: Annotated[str | None, typer.Option()] = None,
+) -> None:
+    """Run a delivery worker."""
+    settings = load_settings()
+    try:
+        chosen = parse_partition_spec(partitions, settings.partitions) if partitions else list(range(settings.partitions))
+    except ValueError as exc:
+        fail(str(exc))
+    ensure_embedded_redis(settings)
+    if settings.embedded_database:
+        db.upgrade(settings)
+    from workers.celery_app import create_celery_app
+
+    app = create_celery_app(settings)
+    queues = [partition_queue(i) for i in chosen]
+    if maintenance:
+        queues += [MAINTENANCE_QUEUE, DEAD_LETTER_QUEUE]
+    argv = ["worker", f"--queues={','.join(queues)}", f"--pool={pool or settings.worker_pool}",
+            f"--concurrency={concurrency or settings.worker_concurrency}", "--events",
+            f"--loglevel={settings.log_level}", "--without-mingle", "--without-gossip"]
+    if hostname:
+        argv.append(f"--hostname={hostname}")
+    if beat:
+        argv += ["--beat", f"--schedule={settings.data_dir.resolve() / 'celerybeat-schedule'}"]
+    app.worker_main(argv)
+
+
+@cli.command("beat")
+def beat_cmd() -> None:
+    """Run the sweeper schedule (celery beat). Run exactly one per deployment."""
+    settings = load_settings()
+    ensure_embedded_redis(settings)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    from workers.celery_app import create_celery_app
+
+    create_celery_app(settings).start(["beat", f"--loglevel={settings.log_level}"])
+
+
+@cli.command()
+def sweep() -> None:
+    """Run the sweeper once, now."""
+    settings = load_settings()
+    ensure_embedded_redis(settings)
+    hl = hookline_for(settings)
+    report = hl.sweeper.run()
+    for delivery_id, reason in report.dead:
+        hl.dispatcher.dead_letter(delivery_id, reason)
+    out.print(f"recovered {report.lost} lost attempt(s), sent {report.dispatched} delivery(ies)"
+              + (", broker had been reset" if report.broker_reset else ""))
+
+
+@cli.command()
+def flower(port: Annotated[int | None, typer.Option()] = None,
+           address: Annotated[str, typer.Option()] = "127.0.0.1") -> None:
+    """Run Flower, the live dashboard (workers send task events)."""
+    settings = load_settings()
+    ensure_embedded_redis(settings)
+    from workers.celery_app import create_celery_app
+
+    create_celery_app(settings).start(["flower", f"--port={port or settings.flower_port}",
+                                       f"--address={address}"])
+
+
+@cli.command()
+def demo(
+    events: Annotated[int, typer.Option(help="Events to publish.")] = 60,
+    rate: Annotated[float, typer.Option(help="Events per second.")] = 20.0,
+    forever: Annotated[bool, typer.Option("--forever", help="Keep publishing until Ctrl-C.")] = False,
+    with_flower: Annotated[bool, typer.Option("--flower/--no-flower")] = True,
+    timeout: Annotated[float, typer.Option(help="Give up waiting after this many seconds.")] = 120.0,
+) -> None:
+    """Run the whole pipeline locally and watch signed deliveries arrive."""
+    from app.demo import run_demo
+
+    code = run_demo(load_settings(), events=events, rate=rate, forever=forever,
+                    with_flower=with_flower, timeout=timeout, console=out)
+    raise typer.Exit(code)
+
+
+def main() -> None:
+    cli()
+
+
+if __name__ == "__main__":
+    main()

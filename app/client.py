@@ -1,0 +1,107 @@
+"""The Hookline object: one per process, holding the pieces built from the settings.
+
+Producers use it to publish (``Hookline.from_env().publish(...)``); workers use the
+same object to run deliveries and sweeps. Everything is built lazily on first use,
+and :meth:`Hookline.after_fork` drops what must not cross a fork.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from functools import cached_property
+from typing import Any
+
+import redis
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.catalogue import Catalogue, default_catalogue
+from app.db import create_engine_for, session_factory
+from app.delivery import DeliveryService
+from app.dispatch import Dispatcher, TaskSender
+from app.embedded import ensure_embedded_redis
+from app.publishing import PublishResult, publish
+from app.sweeper import Sweeper
+from app.transport import RequestsTransport, Transport
+from config.settings import Settings, get_settings
+
+
+class Hookline:
+    def __init__(self, settings: Settings, sender: TaskSender | None = None,
+                 transport: Transport | None = None) -> None:
+        self.settings = settings
+        self._sender = sender
+        self._transport = transport
+
+    @classmethod
+    def from_env(cls, **overrides: Any) -> Hookline:
+        return cls(get_settings(**overrides))
+
+    # -- lazily built pieces ----------------------------------------------------------
+    @cached_property
+    def engine(self) -> Engine:
+        return create_engine_for(self.settings)
+
+    @cached_property
+    def sessions(self) -> sessionmaker[Session]:
+        return session_factory(self.engine)
+
+    @cached_property
+    def catalogue(self) -> Catalogue:
+        return default_catalogue(self.settings.extra_event_types)
+
+    @cached_property
+    def sender(self) -> TaskSender:
+        if self._sender is None:
+            from workers.celery_app import create_celery_app
+
+            ensure_embedded_redis(self.settings)
+            self._sender = create_celery_app(self.settings)
+        return self._sender
+
+    @cached_property
+    def dispatcher(self) -> Dispatcher:
+        return Dispatcher(self.sender, partitions=self.settings.partitions,
+                          task_batch=self.settings.task_batch)
+
+    @cached_property
+    def transport(self) -> Transport:
+        if self._transport is not None:
+            return self._transport
+        return RequestsTransport(user_agent=self.settings.user_agent,
+                                 excerpt_bytes=self.settings.response_excerpt_bytes,
+                                 pool_size=max(10, self.settings.worker_concurrency))
+
+    @cached_property
+    def deliveries(self) -> DeliveryService:
+        return DeliveryService(self.settings, self.sessions, self.transport)
+
+    @cached_property
+    def broker_client(self) -> redis.Redis:
+        return redis.Redis.from_url(self.settings.resolved_broker_url, socket_timeout=5,
+                                    socket_connect_timeout=5)
+
+    @cached_property
+    def sweeper(self) -> Sweeper:
+        return Sweeper(self.settings, self.sessions, self.dispatcher, self.broker_client)
+
+    def after_fork(self) -> None:
+        """Drop connections inherited from a parent process."""
+        if "engine" in self.__dict__:
+            self.engine.dispose(close=False)
+
+    def close(self) -> None:
+        if "engine" in self.__dict__:
+            self.engine.dispose()
+        if "broker_client" in self.__dict__:
+            self.broker_client.close()
+
+    # -- the producer API -------------------------------------------------------------
+    def publish(self, tenant: str, event_type: str, data: Any, *,
+                occurred_at: datetime | None = None,
+                idempotency_key: str | None = None) -> PublishResult:
+        """Record *event_type* for *tenant* with payload *data* and deliver it to subscribers."""
+        return publish(self.sessions, self.dispatcher, self.catalogue, tenant=tenant,
+                       event_type=event_type, data=data,
+                       max_payload_bytes=self.settings.max_payload_bytes,
+                       occurred_at=occurred_at, idempotency_key=idempotency_key)

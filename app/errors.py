@@ -1,0 +1,86 @@
+"""Every exception Hookline raises on purpose, in one tree.
+
+::
+
+    HooklineError
+    ├── InputError                  bad input from a caller; nothing was written
+    │   ├── UnknownTenant
+    │   ├── UnknownEndpoint
+    │   ├── UnknownEventType
+    │   ├── InvalidEventType        malformed name or filter pattern
+    │   ├── InvalidPayload          not a JSON object, or not serialisable
+    │   ├── PayloadTooLarge
+    │   ├── InvalidEndpointURL
+    │   └── InvalidSelection        e.g. a requeue with neither ids nor --all
+    ├── ConfigurationError          settings that cannot work together
+    └── DeliveryFailure             the outcome of one attempt that did not succeed
+        ├── RetryableFailure        408, 429, 5xx, connection errors, timeouts
+        └── PermanentFailure        any other 4xx, or a request that can never be sent
+"""
+
+from __future__ import annotations
+
+
+class HooklineError(Exception):
+    """Base of every error Hookline raises on purpose."""
+
+
+class InputError(HooklineError):
+    """The caller gave something Hookline will not accept; nothing was written."""
+
+
+class UnknownTenant(InputError):
+    def __init__(self, ref: str) -> None:
+        super().__init__(f"unknown tenant: {ref!r}")
+        self.ref = ref
+
+
+class UnknownEndpoint(InputError):
+    def __init__(self, ref: str) -> None:
+        super().__init__(f"unknown endpoint: {ref!r}")
+        self.ref = ref
+
+
+class UnknownEventType(InputError):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"unknown event type: {name!r} (not in the event catalogue)")
+        self.name = name
+
+
+class InvalidEventType(InputError):
+    """A malformed event-type name or subscription pattern."""
+
+
+class InvalidPayload(InputError):
+    """The payload is not a JSON object or cannot be encoded as JSON."""
+
+
+class PayloadTooLarge(InputError):
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(f"payload is {size} bytes, over the limit of {limit} bytes")
+        self.size = size
+        self.limit = limit
+
+
+class InvalidEndpointURL(InputError):
+    """An endpoint URL that is not an absolute http(s) URL with a host."""
+
+
+class InvalidSelection(InputError):
+    """A management command was given a selection it cannot act on."""
+
+
+class ConfigurationError(HooklineError):
+    """Settings that cannot work together."""
+
+
+class DeliveryFailure(HooklineError):
+    """One attempt that did not succeed; the subclass says whether to try again."""
+
+
+class RetryableFailure(DeliveryFailure):
+    """A failure worth retrying: 408, 429, 5xx, connection errors and timeouts."""
+
+
+class PermanentFailure(DeliveryFailure):
+    """A failure no retry can fix: a 4xx other than 408/429, or an unsendable request."""

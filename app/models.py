@@ -1,0 +1,175 @@
+"""The database schema: the durable record of every event, delivery and attempt.
+
+The database is the source of truth; the broker only carries delivery ids. A
+delivery's life is an explicit state machine::
+
+    pending ──claim──▶ in_flight ──▶ succeeded
+       ▲                  │  ├─────▶ retry_scheduled ──(due)──▶ in_flight …
+       │                  │  └─────▶ dead ──requeue──▶ pending
+       └──(lease expired: sweeper)┘
+
+``queued_at`` says a broker message was sent for the current wait; NULL means the
+delivery is parked in SQL and the sweeper will enqueue it when ``next_attempt_at``
+comes.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite keeps naive UTC text)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+JSONDoc = JSON().with_variant(JSONB(), "postgresql")
+
+
+class DeliveryState(enum.StrEnum):
+    PENDING = "pending"
+    IN_FLIGHT = "in_flight"
+    RETRY_SCHEDULED = "retry_scheduled"
+    SUCCEEDED = "succeeded"
+    DEAD = "dead"
+
+
+#: States a delivery can be claimed from.
+CLAIMABLE_STATES = (DeliveryState.PENDING, DeliveryState.RETRY_SCHEDULED)
+
+
+class DeadReason(enum.StrEnum):
+    PERMANENT_4XX = "permanent_4xx"
+    EXHAUSTED = "exhausted"
+    ENDPOINT_DISABLED = "endpoint_disabled"
+    PERMANENT_ERROR = "permanent_error"
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Tenant(Base):
+    __tablename__ = "tenants"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Endpoint(Base):
+    __tablename__ = "endpoints"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"), index=True)
+    url: Mapped[str] = mapped_column(Text)
+    event_types: Mapped[list[str]] = mapped_column(JSONDoc)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    disabled_reason: Mapped[str | None] = mapped_column(String(200), default=None)
+    contract: Mapped[str] = mapped_column(String(40), default="crewpass")
+    secret: Mapped[str] = mapped_column(String(200))
+    timeout_seconds: Mapped[float | None] = mapped_column(Float, default=None)
+    max_attempts: Mapped[int | None] = mapped_column(Integer, default=None)
+    description: Mapped[str | None] = mapped_column(Text, default=None)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    tenant: Mapped[Tenant] = relationship()
+
+
+class Event(Base):
+    __tablename__ = "events"
+    __table_args__ = (UniqueConstraint("tenant_id", "idempotency_key", name="uq_events_idem"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"), index=True)
+    event_type: Mapped[str] = mapped_column(String(128), index=True)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONDoc)
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    idempotency_key: Mapped[str | None] = mapped_column(String(200), default=None)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Delivery(Base):
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        UniqueConstraint("event_id", "endpoint_id", name="uq_deliveries_event_endpoint"),
+        Index("ix_deliveries_state_due", "state", "next_attempt_at"),
+        Index("ix_deliveries_endpoint_state", "endpoint_id", "state"),
+    )
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    event_id: Mapped[str] = mapped_column(ForeignKey("events.id"))
+    endpoint_id: Mapped[str] = mapped_column(ForeignKey("endpoints.id"))
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"))
+    state: Mapped[str] = mapped_column(String(20), default=DeliveryState.PENDING)
+    attempt_count: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    queued_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    last_status_code: Mapped[int | None] = mapped_column(Integer, default=None)
+    last_error: Mapped[str | None] = mapped_column(Text, default=None)
+    dead_reason: Mapped[str | None] = mapped_column(String(40), default=None)
+    dead_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None, index=True)
+    succeeded_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    requeue_count: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    event: Mapped[Event] = relationship()
+    endpoint: Mapped[Endpoint] = relationship()
+
+
+class Attempt(Base):
+    __tablename__ = "attempts"
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    delivery_id: Mapped[str] = mapped_column(ForeignKey("deliveries.id"), index=True)
+    attempt_number: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    duration_ms: Mapped[float | None] = mapped_column(Float, default=None)
+    status_code: Mapped[int | None] = mapped_column(Integer, default=None)
+    error_class: Mapped[str | None] = mapped_column(String(120), default=None)
+    error_message: Mapped[str | None] = mapped_column(Text, default=None)
+    response_excerpt: Mapped[str | None] = mapped_column(Text, default=None)

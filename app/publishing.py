@@ -1,0 +1,138 @@
+"""Publish: an event and its fan-out written in one transaction, enqueued after commit.
+
+Validation happens before anything is written, so bad input leaves nothing behind.
+If the broker cannot take the messages, the deliveries are parked in SQL and the
+sweeper sends them later: a committed event is never lost.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.catalogue import Catalogue
+from app.contracts.base import canonical_json
+from app.db import transaction
+from app.dispatch import Dispatcher
+from app.errors import InputError, InvalidPayload, PayloadTooLarge, UnknownTenant
+from app.ids import new_id
+from app.matching import matches_any
+from app.models import Delivery, DeliveryState, Endpoint, Event, Tenant, utcnow
+
+MAX_IDEMPOTENCY_KEY_LENGTH = 200
+
+
+@dataclass(frozen=True, slots=True)
+class PublishResult:
+    event_id: str
+    delivery_ids: list[str] = field(default_factory=list)
+    created: bool = True
+    parked: list[str] = field(default_factory=list)
+
+
+def encode_payload(data: Any, limit: int) -> dict[str, Any]:
+    """The payload as stored: a JSON object within *limit* bytes, or a clear error."""
+    if not isinstance(data, Mapping):
+        raise InvalidPayload(f"payload must be a JSON object, not {type(data).__name__}")
+    try:
+        encoded = canonical_json(dict(data))
+    except (TypeError, ValueError) as exc:
+        raise InvalidPayload(f"payload is not JSON-serialisable: {exc}") from None
+    if len(encoded) > limit:
+        raise PayloadTooLarge(len(encoded), limit)
+    decoded: dict[str, Any] = json.loads(encoded)
+    return decoded
+
+
+def resolve_tenant(session: Session, ref: str) -> Tenant:
+    """A tenant by id or by name."""
+    tenant = session.get(Tenant, ref) or session.scalar(select(Tenant).where(Tenant.name == ref))
+    if tenant is None:
+        raise UnknownTenant(ref)
+    return tenant
+
+
+def publish(
+    sessions: sessionmaker[Session],
+    dispatcher: Dispatcher,
+    catalogue: Catalogue,
+    *,
+    tenant: str,
+    event_type: str,
+    data: Any,
+    max_payload_bytes: int,
+    occurred_at: datetime | None = None,
+    idempotency_key: str | None = None,
+) -> PublishResult:
+    """Record an event for *tenant*, fan it out to matching endpoints and enqueue them."""
+    catalogue.require(event_type)
+    payload = encode_payload(data, max_payload_bytes)
+    if idempotency_key is not None and not (0 < len(idempotency_key) <= MAX_IDEMPOTENCY_KEY_LENGTH):
+        raise InputError(f"idempotency key must be 1 to {MAX_IDEMPOTENCY_KEY_LENGTH} characters")
+    now = utcnow()
+    try:
+        with transaction(sessions) as session:
+            tenant_row = resolve_tenant(session, tenant)
+            if idempotency_key is not None:
+                existing = _existing(session, tenant_row.id, idempotency_key)
+                if existing is not None:
+                    return existing
+            event = Event(id=new_id("evt"), tenant_id=tenant_row.id, event_type=event_type,
+                          payload=payload, occurred_at=occurred_at or now,
+                          idempotency_key=idempotency_key, created_at=now)
+            session.add(event)
+            endpoints = session.scalars(
+                select(Endpoint).where(Endpoint.tenant_id == tenant_row.id, Endpoint.enabled)
+            ).all()
+            targets = [e for e in endpoints if matches_any(e.event_types, event_type)]
+            deliveries = [
+                Delivery(id=new_id("dlv"), event_id=event.id, endpoint_id=e.id,
+                         tenant_id=tenant_row.id, state=DeliveryState.PENDING, attempt_count=0,
+                         next_attempt_at=now, queued_at=now, requeue_count=0,
+                         created_at=now, updated_at=now)
+                for e in targets
+            ]
+            session.add_all(deliveries)
+    except IntegrityError:
+        # Another publisher won the race for this idempotency key.
+        if idempotency_key is None:
+            raise
+        with transaction(sessions) as session:
+            tenant_row = resolve_tenant(session, tenant)
+            existing = _existing(session, tenant_row.id, idempotency_key)
+        if existing is None:
+            raise
+        return existing
+    parked = enqueue_or_park(sessions, dispatcher, [(d.id, d.endpoint_id) for d in deliveries])
+    return PublishResult(event_id=event.id, delivery_ids=[d.id for d in deliveries], parked=parked)
+
+
+def enqueue_or_park(
+    sessions: sessionmaker[Session], dispatcher: Dispatcher, pairs: list[tuple[str, str]]
+) -> list[str]:
+    """Send messages for committed deliveries; park those the broker refused. Returns parked ids."""
+    if not pairs:
+        return []
+    failed = dispatcher.enqueue(pairs)
+    if failed:
+        with transaction(sessions) as session:
+            session.execute(update(Delivery).where(Delivery.id.in_(failed)).values(queued_at=None)
+                            .execution_options(synchronize_session=False))
+    return failed
+
+
+def _existing(session: Session, tenant_id: str, key: str) -> PublishResult | None:
+    event = session.scalar(
+        select(Event).where(Event.tenant_id == tenant_id, Event.idempotency_key == key)
+    )
+    if event is None:
+        return None
+    ids = list(session.scalars(select(Delivery.id).where(Delivery.event_id == event.id)))
+    return PublishResult(event_id=event.id, delivery_ids=ids, created=False)

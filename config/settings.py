@@ -1,0 +1,136 @@
+"""The settings object: every knob Hookline has, read from ``HOOKLINE_*`` variables.
+
+Nothing here is built at import time: :func:`get_settings` reads the environment
+each time it is called, validates it, and resolves the embedded defaults (a SQLite
+file and an embedded Redis in the data directory) when no server is configured.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+#: Port of the embedded Redis; away from 6379 so it never shadows a real server.
+DEFAULT_EMBEDDED_REDIS_PORT = 6399
+#: Queue-name prefix; every queue and Redis key Hookline owns starts with it.
+QUEUE_PREFIX = "hookline"
+
+
+class Settings(BaseSettings):
+    """Validated configuration. Unknown ``HOOKLINE_*`` variables are an error, not ignored."""
+
+    model_config = SettingsConfigDict(env_prefix="HOOKLINE_", extra="forbid", frozen=True)
+
+    data_dir: Path = Field(default=Path(".hookline"), description="Where embedded state lives.")
+    database_url: str | None = Field(
+        default=None, description="SQLAlchemy URL; unset means SQLite in the data directory."
+    )
+    broker_url: str | None = Field(
+        default=None, description="Redis URL; unset means an embedded Redis started on demand."
+    )
+    broker_key_prefix: str = Field(
+        default="", description="Prefix on every broker key (kombu global_keyprefix)."
+    )
+    embedded_redis_port: int = Field(default=DEFAULT_EMBEDDED_REDIS_PORT, ge=1, le=65535)
+
+    partitions: int = Field(default=8, ge=1, le=1024, description="Number of delivery queues.")
+
+    connect_timeout: float = Field(default=5.0, gt=0, le=60)
+    read_timeout: float = Field(default=30.0, gt=0, le=300)
+    max_attempts: int = Field(default=8, ge=1, le=50, description="Attempts in all, first one included.")
+    retry_base_seconds: float = Field(default=5.0, gt=0)
+    retry_multiplier: float = Field(default=4.0, ge=1)
+    retry_max_delay_seconds: float = Field(default=6 * 3600, gt=0)
+    retry_jitter: float = Field(default=0.2, ge=0, lt=1)
+    retry_after_max_seconds: float = Field(default=3600, gt=0)
+
+    visibility_timeout: int = Field(default=3600, ge=10, description="Redis broker visibility timeout.")
+    broker_countdown_max: float = Field(
+        default=60.0,
+        gt=0,
+        description="Longest retry delay held by the broker; longer ones are parked in SQL.",
+    )
+    sweep_interval: float = Field(default=5.0, gt=0, description="Seconds between sweeper runs.")
+    redispatch_after: float = Field(
+        default=900.0,
+        gt=0,
+        description="A due delivery not picked up this long after its message was sent is sent again.",
+    )
+    lease_margin: float = Field(default=30.0, ge=0, description="Slack added to an in-flight lease.")
+    sweep_batch: int = Field(default=500, ge=1, le=10_000)
+    task_batch: int = Field(default=20, ge=1, le=500, description="Deliveries per task, at most.")
+
+    max_payload_bytes: int = Field(default=256 * 1024, ge=1024)
+    response_excerpt_bytes: int = Field(default=1024, ge=0, le=65536)
+
+    worker_pool: Literal["threads", "prefork", "solo"] = "threads"
+    worker_concurrency: int = Field(default=16, ge=1, le=512)
+    flower_port: int = Field(default=5555, ge=1, le=65535)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
+    user_agent: str = "Hookline/0.1"
+    extra_event_types: list[str] = Field(
+        default_factory=list, description="Event types to accept beyond the built-in catalogue."
+    )
+
+    @field_validator("database_url")
+    @classmethod
+    def _normalise_database_url(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        if value.startswith("postgres://"):
+            value = "postgresql://" + value[len("postgres://") :]
+        if value.startswith("postgresql://"):
+            value = "postgresql+psycopg://" + value[len("postgresql://") :]
+        if not (value.startswith("postgresql+") or value.startswith("sqlite")):
+            raise ValueError("HOOKLINE_DATABASE_URL must be a postgresql:// or sqlite:// URL")
+        return value
+
+    @field_validator("broker_url")
+    @classmethod
+    def _check_broker_url(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        if not value.startswith(("redis://", "rediss://", "redis+socket://")):
+            raise ValueError("HOOKLINE_BROKER_URL must be a redis://, rediss:// or redis+socket:// URL")
+        return value
+
+    @model_validator(mode="after")
+    def _check_timings(self) -> Settings:
+        if self.broker_countdown_max >= self.visibility_timeout / 2:
+            raise ValueError(
+                "HOOKLINE_BROKER_COUNTDOWN_MAX must stay below half the visibility timeout, "
+                "or a waiting retry would be handed to a second worker"
+            )
+        return self
+
+    @property
+    def embedded_database(self) -> bool:
+        return self.database_url is None
+
+    @property
+    def embedded_broker(self) -> bool:
+        return self.broker_url is None
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url is not None:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'hookline.db').resolve()}"
+
+    @property
+    def resolved_broker_url(self) -> str:
+        if self.broker_url is not None:
+            return self.broker_url
+        return f"redis://127.0.0.1:{self.embedded_redis_port}/0"
+
+    def endpoint_timeout(self, endpoint_timeout: float | None) -> tuple[float, float]:
+        """The (connect, read) timeouts for an endpoint, its own read timeout winning."""
+        return (self.connect_timeout, endpoint_timeout or self.read_timeout)
+
+
+def get_settings(**overrides: Any) -> Settings:
+    """Read and validate the settings from the environment; keyword overrides win."""
+    return Settings(**overrides)

@@ -1,0 +1,261 @@
+"""Integration fixtures: real PostgreSQL, real Redis, real worker processes, a real receiver.
+
+Each test session gets its own PostgreSQL database and its own Redis key prefix, and
+drops them at the end. On CI an unreachable server fails the run; elsewhere the
+integration tests skip with the reason.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+import redis
+from sqlalchemy import text
+
+from app import db
+from app.client import Hookline
+from app.embedded import redis_server_binary
+from app.receiver import Receiver
+from config.settings import Settings, get_settings
+from tests.support import wait_until
+
+PG_ADMIN_URL = os.environ.get("HOOKLINE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+REDIS_URL = os.environ.get("HOOKLINE_TEST_REDIS", "redis://127.0.0.1:6379/0")
+ROOT = Path(__file__).resolve().parents[2]
+
+#: Test timings: quick retries and sweeps, short leases, so faults recover in seconds.
+FAST = {
+    "retry_base_seconds": 0.3, "retry_multiplier": 2.0, "retry_jitter": 0.0,
+    "sweep_interval": 0.5, "redispatch_after": 5.0, "lease_margin": 1.0,
+    "connect_timeout": 1.0, "read_timeout": 3.0, "worker_concurrency": 4,
+    "broker_countdown_max": 30.0, "log_level": "INFO",
+}
+
+
+def _unavailable(what: str, exc: Exception) -> None:
+    message = f"{what} is not reachable ({exc}); the integration tests need it"
+    if os.environ.get("CI"):
+        pytest.fail(message, pytrace=False)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    name = f"hookline_t_{uuid.uuid4().hex[:10]}"
+    try:
+        admin = psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=5)
+    except psycopg.OperationalError as exc:
+        _unavailable("PostgreSQL", exc)
+    admin.execute(f'CREATE DATABASE "{name}"')
+    url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    db.upgrade(get_settings(), url=url.replace("postgresql://", "postgresql+psycopg://"))
+    try:
+        yield url
+    finally:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+
+@pytest.fixture(scope="session")
+def redis_prefix() -> Iterator[str]:
+    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=3)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        _unavailable("Redis", exc)
+    prefix = f"hookline-test-{uuid.uuid4().hex[:8]}:"
+    yield prefix
+    for key in client.scan_iter(match=f"{prefix}*", count=1000):
+        client.delete(key)
+    client.close()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Stack:
+    """Settings, the matching environment for child processes, and a publishing client."""
+
+    def __init__(self, settings: Settings, env: dict[str, str]) -> None:
+        self.settings = settings
+        self.env = env
+        self.hookline = Hookline(settings)
+        self.workers: list[WorkerProcess] = []
+
+    def worker(self, *args: str, name: str = "w") -> WorkerProcess:
+        process = WorkerProcess(self, name=f"{name}{len(self.workers)}", args=list(args))
+        self.workers.append(process)
+        return process.start()
+
+    def sql(self, statement: str, **params: Any) -> list[Any]:
+        with self.hookline.engine.connect() as conn:
+            return list(conn.execute(text(statement), params).all())
+
+    def close(self) -> None:
+        for process in self.workers:
+            process.stop()
+        self.hookline.close()
+
+
+class WorkerProcess:
+    """``hookline worker --beat`` in its own process group, logging to a file."""
+
+    def __init__(self, stack: Stack, name: str, args: list[str]) -> None:
+        self.stack = stack
+        self.name = name
+        self.args = args
+        self.log = stack.settings.data_dir / f"{name}.log"
+        self.popen: subprocess.Popen[bytes] | None = None
+
+    def start(self, ready_timeout: float = 30.0) -> WorkerProcess:
+        handle = open(self.log, "ab")  # noqa: SIM115 - closed with the process
+        self.popen = subprocess.Popen(
+            [sys.executable, "-m", "app.cli", "worker", "--beat", f"--hostname={self.name}@%h",
+             *self.args],
+            env=self.stack.env, stdout=handle, stderr=subprocess.STDOUT, cwd=ROOT,
+            start_new_session=True,
+        )
+        wait_until(lambda: b" ready." in self.log.read_bytes() or self.popen.poll() is not None,
+                   timeout=ready_timeout, what=f"worker {self.name} to be ready")
+        assert self.popen.poll() is None, self.log.read_text()[-3000:]
+        return self
+
+    def alive(self) -> bool:
+        return self.popen is not None and self.popen.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL the whole process group: no shutdown, no acknowledgements."""
+        assert self.popen is not None
+        os.killpg(self.popen.pid, signal.SIGKILL)
+        self.popen.wait(10)
+
+    def stop(self) -> None:
+        if not self.alive():
+            return
+        assert self.popen is not None
+        os.killpg(self.popen.pid, signal.SIGTERM)
+        try:
+            self.popen.wait(15)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.popen.pid, signal.SIGKILL)
+            self.popen.wait(5)
+
+
+def env_for(settings: Settings) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HOOKLINE_")}
+    for field in type(settings).model_fields:
+        value = getattr(settings, field)
+        if value is None or field == "extra_event_types":
+            continue
+        env[f"HOOKLINE_{field.upper()}"] = str(value)
+    env["PYTHONPATH"] = str(ROOT)
+    return env
+
+
+@pytest.fixture
+def make_stack(pg_url: str, redis_prefix: str, tmp_path: Path
+               ) -> Iterator[Callable[..., Stack]]:
+    stacks: list[Stack] = []
+
+    def make(**overrides: Any) -> Stack:
+        options: dict[str, Any] = {
+            "database_url": pg_url, "broker_url": REDIS_URL, "broker_key_prefix": redis_prefix,
+            "data_dir": tmp_path, **FAST, **overrides,
+        }
+        settings = get_settings(**options)
+        stack = Stack(settings, env_for(settings))
+        stacks.append(stack)
+        return stack
+
+    yield make
+    for stack in stacks:
+        stack.close()
+
+
+@pytest.fixture
+def stack(make_stack: Callable[..., Stack]) -> Stack:
+    return make_stack()
+
+
+@pytest.fixture(autouse=True)
+def _clean_database(pg_url: str, redis_prefix: str) -> Iterator[None]:
+    """Every test starts from empty tables and empty queues."""
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("TRUNCATE attempts, deliveries, events, endpoints, tenants CASCADE")
+    client = redis.Redis.from_url(REDIS_URL)
+    for key in client.scan_iter(match=f"{redis_prefix}*", count=1000):
+        client.delete(key)
+    client.close()
+    yield
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    instance = Receiver().start()
+    yield instance
+    instance.stop()
+
+
+class PrivateRedis:
+    """A real redis-server on a free loopback port that a test may flush or restart."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.port = free_port()
+        self.data_dir = data_dir
+        self.binary = shutil.which("redis-server") or redis_server_binary()
+        self.popen: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def client(self) -> redis.Redis:
+        return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=2)
+
+    def start(self) -> PrivateRedis:
+        self.popen = subprocess.Popen(
+            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", str(self.data_dir)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+
+        def up() -> bool:
+            try:
+                return bool(self.client().ping())
+            except redis.RedisError:
+                return False
+
+        wait_until(up, timeout=10, what="private redis-server")
+        return self
+
+    def stop(self) -> None:
+        if self.popen is not None and self.popen.poll() is None:
+            self.popen.kill()
+            self.popen.wait(5)
+
+    def restart(self, down_for: float = 1.0) -> None:
+        self.stop()
+        time.sleep(down_for)
+        self.start()
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
+    server = PrivateRedis(tmp_path).start()
+    yield server
+    server.stop()

@@ -55,6 +55,7 @@ class Receiver:
         self.received: list[Received] = []
         self.unique: dict[str, set[str]] = {}
         self.duplicates = 0
+        self.arrived: dict[str, int] = {}
         self.bad_signatures = 0
         self._seen_attempts: dict[tuple[str, str], int] = {}
         self._lock = threading.Lock()
@@ -95,6 +96,8 @@ class Receiver:
         route = self.routes.get(path)
         if route is None:
             return 404, {}
+        with self._lock:
+            self.arrived[path] = self.arrived.get(path, 0) + 1
         if route.delay:
             time.sleep(route.delay)
         verified = route.verify(headers, body) if route.verify else None

@@ -161,7 +161,10 @@ def _toggle(endpoint_id: str, enabled: bool) -> None:
     except HooklineError as exc:
         fail(str(exc))
     word = "enabled" if enabled else "disabled"
-    out.print(f"endpoint {endpoint_id} {word}" if changed else f"endpoint {endpoint_id} was already {word}; nothing to do")
+    if changed:
+        out.print(f"endpoint {endpoint_id} {word}")
+    else:
+        out.print(f"endpoint {endpoint_id} was already {word}; nothing to do")
 
 
 @endpoints_cli.command("disable")
@@ -247,7 +250,7 @@ def dlq_list(endpoint: EndpointOpt = None, event_type: TypeOpt = None, reason: R
 @dlq_cli.command("requeue")
 def dlq_requeue(
     ids: Annotated[list[str] | None, typer.Argument(help="Delivery ids.")] = None,
-    all_: Annotated[bool, typer.Option("--all", help="Every dead letter (with filters: every match).")] = False,
+    all_: Annotated[bool, typer.Option("--all", help="Every dead letter matching the filters.")] = False,
     endpoint: EndpointOpt = None, event_type: TypeOpt = None, reason: ReasonOpt = None,
     since: SinceOpt = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what would be requeued.")] = False,
@@ -303,7 +306,8 @@ def worker(
     """Run a delivery worker."""
     settings = load_settings()
     try:
-        chosen = parse_partition_spec(partitions, settings.partitions) if partitions else list(range(settings.partitions))
+        spec = partitions or f"0-{settings.partitions - 1}"
+        chosen = parse_partition_spec(spec, settings.partitions)
     except ValueError as exc:
         fail(str(exc))
     ensure_embedded_redis(settings)

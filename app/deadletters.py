@@ -62,7 +62,7 @@ class RequeueReport:
     dry_run: bool = False
 
 
-def _query(flt: DeadLetterFilter) -> Select[tuple[Delivery, Event, Endpoint]]:
+def _query(flt: DeadLetterFilter) -> Select[Delivery, Event, Endpoint]:
     query = (
         select(Delivery, Event, Endpoint)
         .join(Event, Event.id == Delivery.event_id)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, bindparam, insert, select, update
+from sqlalchemy import Table, and_, bindparam, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.classification import Verdict, classify
@@ -221,6 +221,7 @@ class DeliveryService:
     def _record(self, attempts: list[dict[str, Any]], updates: list[dict[str, Any]],
                 disable: dict[str, str]) -> None:
         table = Delivery.__table__
+        assert isinstance(table, Table)
         with transaction(self.sessions) as session:
             if attempts:
                 session.execute(insert(Attempt), attempts)

@@ -17,6 +17,7 @@ import time
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from rich.console import Console
 from rich.live import Live
@@ -103,7 +104,8 @@ def run_demo(settings: Settings, *, events: int, rate: float, forever: bool, wit
     receiver = Receiver().start()
     processes: list[Process] = []
     try:
-        tenant = admin.create_tenant(hl.sessions, f"demo-{time.strftime('%Y%m%d-%H%M%S')}-{random.randrange(1000)}")
+        run_name = f"demo-{time.strftime('%Y%m%d-%H%M%S')}-{random.randrange(1000)}"
+        tenant = admin.create_tenant(hl.sessions, run_name)
         ok = admin.add_endpoint(hl.sessions, hl.catalogue, tenant=tenant.id,
                                 url=receiver.url("/partner"), events=["*"])
         flaky = admin.add_endpoint(hl.sessions, hl.catalogue, tenant=tenant.id,
@@ -161,6 +163,7 @@ def run_demo(settings: Settings, *, events: int, rate: float, forever: bool, wit
                 while time.time() < deadline or forever:
                     now = time.time()
                     if (forever or published < events) and now >= next_at:
+                        data: dict[str, Any]
                         if published == events // 2 or (events == 1 and published == 0):
                             event_type, data = "crew.profile.updated", {"crew_id": "crw_1",
                                                                         "fields": ["phone"]}

@@ -7,6 +7,7 @@ directory, and is shared by every Hookline process using the same settings.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import subprocess
 import time
@@ -45,10 +46,9 @@ class EmbeddedRedis:
         """Shut the server down if this process started it."""
         if not self.started_here:
             return
-        try:
+        # Shutdown closes the connection under us.
+        with contextlib.suppress(redis.exceptions.ConnectionError):
             redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=2).shutdown(nosave=True)
-        except redis.exceptions.ConnectionError:
-            pass  # shutdown closes the connection under us
 
 
 def _ping(port: int) -> bool:

@@ -24,7 +24,7 @@ log = logging.getLogger("hookline.worker")
 
 def register_tasks(app: Celery, settings: Settings) -> None:
     hookline = Hookline(settings, sender=app)
-    app.hookline = hookline  # type: ignore[attr-defined]
+    app.hookline = hookline
 
     @worker_process_init.connect(weak=False)
     def _after_fork(**_: Any) -> None:

@@ -65,11 +65,13 @@ class TestBrokerLoss:
         wait_until(lambda: receiver.accepted("/backlog") == set(events), timeout=40,
                    what="every event after FLUSHALL")
 
+    @pytest.mark.parametrize("pool", ["threads", "prefork"])
     def test_a_worker_holding_unacked_messages_survives_a_redis_restart(
         self, make_stack: Callable[..., Stack], receiver: Receiver, private_redis: PrivateRedis,
+        pool: str,
     ) -> None:
         stack = make_stack(broker_url=private_redis.url, broker_key_prefix="",
-                           redispatch_after=600.0, worker_concurrency=2)
+                           redispatch_after=600.0, worker_concurrency=2, worker_pool=pool)
         subscribe(stack, receiver, "/steady", Route(delay=1.0))
         worker = stack.worker()
         events = [stack.hookline.publish("acme", "crew.status.changed", {"n": i}).event_id

@@ -1,0 +1,166 @@
+"""Settings: read from HOOKLINE_* variables on every call, validated, embedded defaults resolved."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from config.settings import get_settings
+from tests.unit.conftest import clear_hookline_env
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    clear_hookline_env(monkeypatch)
+
+
+class TestEmbeddedDefaults:
+    """With no servers configured, Hookline uses a SQLite file and an embedded Redis."""
+
+    def test_the_database_is_a_sqlite_file_in_the_data_dir(
+        self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    ) -> None:
+        monkeypatch.setenv("HOOKLINE_DATA_DIR", str(tmp_path))
+        settings = get_settings()
+        assert settings.embedded_database
+        assert settings.database_url is None
+        assert settings.resolved_database_url == f"sqlite:///{tmp_path.resolve() / 'hookline.db'}"
+
+    def test_the_broker_is_the_embedded_redis(self) -> None:
+        settings = get_settings()
+        assert settings.embedded_broker
+        assert settings.resolved_broker_url == "redis://127.0.0.1:6399/0"
+
+    def test_the_embedded_redis_port_can_be_moved(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv("HOOKLINE_EMBEDDED_REDIS_PORT", "6400")
+        assert get_settings().resolved_broker_url == "redis://127.0.0.1:6400/0"
+
+    def test_a_configured_server_replaces_the_embedded_one(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setenv("HOOKLINE_DATABASE_URL", "postgresql://h/db")
+        monkeypatch.setenv("HOOKLINE_BROKER_URL", "redis://cache:6379/2")
+        settings = get_settings()
+        assert not settings.embedded_database
+        assert not settings.embedded_broker
+        assert settings.resolved_database_url == "postgresql+psycopg://h/db"
+        assert settings.resolved_broker_url == "redis://cache:6379/2"
+
+    def test_the_documented_defaults(self) -> None:
+        settings = get_settings()
+        assert (settings.partitions, settings.max_attempts, settings.task_batch) == (8, 8, 20)
+        assert (settings.retry_base_seconds, settings.retry_multiplier) == (5.0, 4.0)
+        assert settings.endpoint_timeout(None) == (5.0, 30.0)
+        assert settings.endpoint_timeout(2.5) == (5.0, 2.5)
+
+
+class TestEnvironment:
+    """The environment is read on every call, and keyword overrides win over it."""
+
+    def test_each_call_reads_the_environment_afresh(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv("HOOKLINE_PARTITIONS", "3")
+        assert get_settings().partitions == 3
+        monkeypatch.setenv("HOOKLINE_PARTITIONS", "5")
+        assert get_settings().partitions == 5
+
+    def test_a_keyword_override_wins_over_the_environment(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setenv("HOOKLINE_PARTITIONS", "3")
+        assert get_settings(partitions=12).partitions == 12
+
+    def test_extra_event_types_are_a_json_list(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv("HOOKLINE_EXTRA_EVENT_TYPES", '["acme.thing.happened"]')
+        assert get_settings().extra_event_types == ["acme.thing.happened"]
+
+    def test_a_misspelt_keyword_setting_is_refused(self) -> None:
+        with pytest.raises(ValidationError, match="partitons"):
+            get_settings(partitons=3)
+
+    def test_settings_are_frozen(self) -> None:
+        settings = get_settings()
+        with pytest.raises(ValidationError):
+            settings.partitions = 4  # type: ignore[misc]
+
+
+class TestDatabaseUrl:
+    """PostgreSQL URLs are normalised to the psycopg driver; other databases are refused."""
+
+    @pytest.mark.parametrize(
+        ("given", "expected"),
+        [
+            ("postgres://u:p@db:5432/hook", "postgresql+psycopg://u:p@db:5432/hook"),
+            ("postgresql://u:p@db/hook", "postgresql+psycopg://u:p@db/hook"),
+            ("postgresql+psycopg://u@db/hook", "postgresql+psycopg://u@db/hook"),
+            ("sqlite:////var/lib/hookline.db", "sqlite:////var/lib/hookline.db"),
+        ],
+    )
+    def test_accepted_urls(self, monkeypatch: pytest.MonkeyPatch, given: str,
+                           expected: str) -> None:
+        monkeypatch.setenv("HOOKLINE_DATABASE_URL", given)
+        assert get_settings().database_url == expected
+
+    def test_an_empty_url_means_embedded(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv("HOOKLINE_DATABASE_URL", "")
+        assert get_settings().embedded_database
+
+    @pytest.mark.parametrize("given", ["mysql://u@db/hook", "db.example:5432", "postgres"])
+    def test_other_urls_are_refused(self, monkeypatch: pytest.MonkeyPatch, given: str) -> None:
+        monkeypatch.setenv("HOOKLINE_DATABASE_URL", given)
+        with pytest.raises(ValidationError, match="HOOKLINE_DATABASE_URL"):
+            get_settings()
+
+
+class TestBrokerUrl:
+    """Only Redis brokers are accepted."""
+
+    @pytest.mark.parametrize("given", ["redis://cache:6379/0", "rediss://cache:6380/0",
+                                       "redis+socket:///run/redis.sock"])
+    def test_redis_urls_are_accepted(self, monkeypatch: pytest.MonkeyPatch, given: str) -> None:
+        monkeypatch.setenv("HOOKLINE_BROKER_URL", given)
+        assert get_settings().broker_url == given
+
+    @pytest.mark.parametrize("given", ["amqp://guest@rabbit//", "sqs://", "cache:6379"])
+    def test_other_brokers_are_refused(self, monkeypatch: pytest.MonkeyPatch, given: str) -> None:
+        monkeypatch.setenv("HOOKLINE_BROKER_URL", given)
+        with pytest.raises(ValidationError, match="HOOKLINE_BROKER_URL"):
+            get_settings()
+
+
+class TestLimits:
+    """Settings that cannot work are refused when read, not when they bite."""
+
+    @pytest.mark.parametrize(("countdown_max", "accepted"), [(49.9, True), (50, False),
+                                                             (80, False)])
+    def test_broker_countdown_max_must_stay_below_half_the_visibility_timeout(
+        self, monkeypatch: pytest.MonkeyPatch, countdown_max: float, accepted: bool
+    ) -> None:
+        monkeypatch.setenv("HOOKLINE_VISIBILITY_TIMEOUT", "100")
+        monkeypatch.setenv("HOOKLINE_BROKER_COUNTDOWN_MAX", str(countdown_max))
+        if accepted:
+            assert get_settings().broker_countdown_max == countdown_max
+        else:
+            with pytest.raises(ValidationError, match="half the visibility timeout"):
+                get_settings()
+
+    @pytest.mark.parametrize("partitions", ["0", "-1", "1025", "eight"])
+    def test_an_impossible_partition_count_is_refused(
+        self, monkeypatch: pytest.MonkeyPatch, partitions: str
+    ) -> None:
+        monkeypatch.setenv("HOOKLINE_PARTITIONS", partitions)
+        with pytest.raises(ValidationError, match="partitions"):
+            get_settings()
+
+    @pytest.mark.parametrize(
+        ("name", "value"),
+        [("HOOKLINE_MAX_ATTEMPTS", "0"), ("HOOKLINE_RETRY_JITTER", "1"),
+         ("HOOKLINE_MAX_PAYLOAD_BYTES", "100"), ("HOOKLINE_WORKER_POOL", "gevent"),
+         ("HOOKLINE_LOG_LEVEL", "TRACE")],
+    )
+    def test_out_of_range_values_are_refused(self, monkeypatch: pytest.MonkeyPatch, name: str,
+                                             value: str) -> None:
+        monkeypatch.setenv(name, value)
+        with pytest.raises(ValidationError):
+            get_settings()

@@ -201,7 +201,7 @@ class DeliveryService:
                                      result.status, error))
                 outcome.dead.append((claim.delivery_id, DeadReason.EXHAUSTED))
             else:
-                retry_after = parse_retry_after(_get(result.headers, "Retry-After"))
+                retry_after = parse_retry_after(_get(result.headers, "Retry-After"), now=finished)
                 delay = self.policy.delay(claim.attempt_number, retry_after=retry_after,
                                           uniform=self.uniform)
                 in_broker = delay <= self.settings.broker_countdown_max

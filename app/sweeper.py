@@ -179,4 +179,5 @@ class Sweeper:
                                 .execution_options(synchronize_session=False))
             report.failed.extend(failed)
         report.dispatched += len(rows) - len(failed)
-        return len(rows)
+        # A full batch sent whole means more may be waiting; any failure ends the run.
+        return len(rows) if not failed else 0

@@ -21,6 +21,7 @@ import asyncio
 import json
 import signal
 import time
+from contextlib import suppress
 
 OK = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 11\r\n"
       b"\r\n" + b'{"ok":true}')
@@ -123,11 +124,9 @@ async def main(port: int, lifetime: float) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     async with server:
-        try:
-            # Bounded: the sink stops by itself even if the benchmark forgets it.
+        # Bounded: the sink stops by itself even if the benchmark forgets it.
+        with suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=lifetime)
-        except TimeoutError:
-            pass
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ file and an embedded Redis in the data directory) when no server is configured.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -132,5 +133,13 @@ class Settings(BaseSettings):
 
 
 def get_settings(**overrides: Any) -> Settings:
-    """Read and validate the settings from the environment; keyword overrides win."""
+    """Read and validate the settings from the environment; keyword overrides win.
+
+    A ``HOOKLINE_*`` variable that names no setting is an error, so a misspelt
+    variable cannot be silently ignored.
+    """
+    known = {f"HOOKLINE_{name.upper()}" for name in Settings.model_fields}
+    unknown = sorted(k for k in os.environ if k.upper().startswith("HOOKLINE_") and k.upper() not in known)
+    if unknown:
+        raise ValueError(f"unknown setting(s): {', '.join(unknown)}")
     return Settings(**overrides)

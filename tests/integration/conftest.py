@@ -31,8 +31,8 @@ from app.receiver import Receiver
 from config.settings import Settings, get_settings
 from tests.support import wait_until
 
-PG_ADMIN_URL = os.environ.get("HOOKLINE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
-REDIS_URL = os.environ.get("HOOKLINE_TEST_REDIS", "redis://127.0.0.1:6379/0")
+PG_ADMIN_URL = os.environ.get("TEST_HOOKLINE_PG", "postgresql://postgres@127.0.0.1:5432/test")
+REDIS_URL = os.environ.get("TEST_HOOKLINE_REDIS", "redis://127.0.0.1:6379/0")
 ROOT = Path(__file__).resolve().parents[2]
 
 #: Test timings: quick retries and sweeps, short leases, so faults recover in seconds.

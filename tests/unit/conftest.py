@@ -8,6 +8,7 @@ so the SQL under test is the SQL that runs in production on the embedded backend
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -202,8 +203,8 @@ class Harness:
 
     def set_delivery(self, delivery_id: str, **values: Any) -> None:
         with transaction(self.sessions) as session:
-            result = session.execute(update(Delivery).where(Delivery.id == delivery_id)
-                                     .values(**values))
+            result = session.connection().execute(
+                update(Delivery).where(Delivery.id == delivery_id).values(**values))
             assert result.rowcount == 1, f"no delivery {delivery_id}"
 
     def count(self, model: type[Base]) -> int:
@@ -211,17 +212,32 @@ class Harness:
             return session.scalar(select(func.count()).select_from(model)) or 0
 
 
+@pytest.fixture(scope="session")
+def migrated_database(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite file brought to head by the real migrations, once per session, to copy from."""
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        clear_hookline_env(monkeypatch)
+        settings = get_settings(data_dir=tmp_path_factory.mktemp("migrated"))
+        upgrade(settings)
+    return settings.data_dir / "hookline.db"
+
+
 @pytest.fixture
 def make_harness(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, migrated_database: Path
 ) -> Iterator[Callable[..., Harness]]:
-    """A factory of harnesses, each on its own fresh database; keyword arguments are settings."""
+    """A factory of harnesses, each on its own fresh database; keyword arguments are settings.
+
+    Each database is a copy of one migrated by ``app.db.upgrade`` (running Alembic per
+    test would take most of the suite's time budget).
+    """
     clear_hookline_env(monkeypatch)
     engines: list[Engine] = []
 
     def make(**overrides: Any) -> Harness:
         settings = get_settings(data_dir=tmp_path / f"hookline-{len(engines)}", **overrides)
-        upgrade(settings)
+        settings.data_dir.mkdir(parents=True)
+        shutil.copyfile(migrated_database, settings.data_dir / "hookline.db")
         engine = create_engine_for(settings)
         engines.append(engine)
         sender = RecordingSender()

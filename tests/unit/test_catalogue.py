@@ -28,7 +28,7 @@ class TestRequire:
         assert event_type.scope == scope
 
     def test_an_unknown_type_is_refused_by_name(self) -> None:
-        with pytest.raises(UnknownEventType, match="acme.thing.happened") as caught:
+        with pytest.raises(UnknownEventType, match=r"acme\.thing\.happened") as caught:
             default_catalogue().require("acme.thing.happened")
         assert caught.value.name == "acme.thing.happened"
         assert isinstance(caught.value, InputError)

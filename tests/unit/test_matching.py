@@ -64,7 +64,7 @@ class TestValidateFilters:
         assert validate_filters(patterns, CATALOGUE) == expected
 
     def test_an_unknown_exact_name_is_refused_by_name(self) -> None:
-        with pytest.raises(UnknownEventType, match="acme.thing.happened") as caught:
+        with pytest.raises(UnknownEventType, match=r"acme\.thing\.happened") as caught:
             validate_filters(["Pass:Created", "acme.thing.happened"], CATALOGUE)
         assert caught.value.name == "acme.thing.happened"
 

@@ -164,3 +164,16 @@ class TestLimits:
         monkeypatch.setenv(name, value)
         with pytest.raises(ValidationError):
             get_settings()
+
+
+class TestMisspeltVariables:
+    """A HOOKLINE_* variable that names no setting is refused, not silently ignored."""
+
+    def test_a_misspelt_variable_is_an_error_naming_it(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv("HOOKLINE_PARTITONS", "3")
+        with pytest.raises(ValueError, match="HOOKLINE_PARTITONS"):
+            get_settings()
+
+    def test_a_correctly_spelt_variable_is_read(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv("HOOKLINE_PARTITIONS", "3")
+        assert get_settings().partitions == 3

@@ -5,8 +5,8 @@ What it measures, on the real Redis (redis://127.0.0.1:6379/0) and the real Post
 receiver running in its own process (``bench/sink.py``):
 
 1. **Hookline throughput**: 4 tenants with one endpoint each (on distinct partitions
-   where possible), K ``python -m app.cli worker`` processes (threads pool, concurrency
-   C; ``--beat`` on the first). The benchmark process publishes N events (~1 KB JSON,
+   where possible), K ``python -m app.cli worker`` processes (threads pool by default,
+   concurrency C; ``--beat`` on the first). The benchmark process publishes N events (~1 KB JSON,
    round-robin over the tenants, so deliveries == events) through ``Hookline.publish``
    as fast as it can. Reported: deliveries/s = N / (last first-receipt - first publish),
    publish-to-receipt latency p50/p99, and the publish loop's own rate.
@@ -318,8 +318,15 @@ def wait_received(sink: Sink, expected: int, timeout: float, label: str) -> tupl
 
 
 def measured_run(name: str, sink: Sink, send: Sender, count: int, *, rate: float | None,
-                 timeout: float, cpu: Callable[[], CpuSample]) -> RunResult:
-    """Publish *count* events with *send* and measure what the receiver saw."""
+                 timeout: float, cpu: Callable[[], CpuSample],
+                 start_consumers: Callable[[], None] | None = None) -> RunResult:
+    """Publish *count* events with *send* and measure what the receiver saw.
+
+    With *start_consumers* (a backlog drain), the workers are started only after
+    everything is published: deliveries/s is then taken between the first and the last
+    receipt, CPU from when the workers answered a ping, and latency is not reported
+    (it would only say how long the backlog waited).
+    """
     result = RunResult(name=name, events=count, target_rate=rate)
     sink.get("/reset")
     before = cpu()
@@ -328,6 +335,11 @@ def measured_run(name: str, sink: Sink, send: Sender, count: int, *, rate: float
     result.publish_seconds = round(duration, 3)
     result.publish_rate = round(count / duration, 1) if duration > 0 else 0.0
     log(f"{name}: published {count} in {duration:.2f} s ({result.publish_rate}/s); waiting")
+    already = 0
+    if start_consumers is not None:
+        start_consumers()
+        before = cpu()
+        already = int(sink.get("/count")["unique"])
     done, _ = wait_received(sink, count, timeout, name)
     after = cpu()
     records = sink.get("/records")
@@ -339,9 +351,9 @@ def measured_run(name: str, sink: Sink, send: Sender, count: int, *, rate: float
     result.completed = done and result.received == count
     if not result.completed:
         result.message = (f"timed out: got {result.received} of {count} deliveries "
-                          f"within {timeout:.0f} s after publishing")
+                          f"within {timeout:g} s after publishing")
         log(f"{name}: {result.message}")
-    if arrived:
+    if arrived and start_consumers is None:
         latencies = [(arrived[eid] - published[eid]) * 1000 for eid in arrived]
         result.latency_ms = {q: (round(v, 2) if (v := percentile(latencies, p)) is not None
                                  else None)
@@ -351,7 +363,11 @@ def measured_run(name: str, sink: Sink, send: Sender, count: int, *, rate: float
             result.deliveries_per_s = round(count / span, 1)
         result.drain_after_publish_s = round(
             max(arrived.values()) - (min(published.values()) + duration), 3)
-    result.cpu_ms_per_delivery = before.per_delivery_ms(after, result.received)
+    elif len(arrived) > 1:
+        span = max(arrived.values()) - min(arrived.values())
+        if result.completed and span > 0:
+            result.deliveries_per_s = round((count - 1) / span, 1)
+    result.cpu_ms_per_delivery = before.per_delivery_ms(after, result.received - already)
     return result
 
 
@@ -418,29 +434,43 @@ def wait_workers(app: Any, groups: list[Group], timeout: float) -> None:
 # -- the two systems ----------------------------------------------------------------------
 def hookline_runs(args: argparse.Namespace, pg_url: str, prefix: str, workdir: Path,
                   sink: Sink, registry: list[Group], report: dict[str, Any]) -> list[RunResult]:
-    """Start the Hookline workers, run warm-up, throughput and latency, stop the workers."""
-    groups: list[Group] = []
+    """Start the Hookline workers; warm-up, throughput, latency and backlog-drain runs."""
+    groups: list[Group] = []  # the workers running now
     settings = get_settings(
         database_url=pg_url, broker_url=args.redis_url, broker_key_prefix=prefix,
         data_dir=workdir, log_level="WARNING", worker_concurrency=args.concurrency,
-        worker_pool="threads",
+        worker_pool=args.pool,
     )
     hl = Hookline(settings)
+    env = child_env(settings)
+    tag = prefix.rstrip(":").rsplit("-", 1)[-1]
+    generation = 0
+
+    def start_workers() -> None:
+        nonlocal generation
+        for i in range(args.workers):
+            argv = [sys.executable, "-m", "app.cli", "worker",
+                    f"--hostname=bench{i}g{generation}-{tag}@%h"]
+            if i == 0:
+                argv.append("--beat")
+            groups.append(Group(f"hookline worker {i}", argv, env,
+                                workdir / f"worker{i}-{generation}.log"))
+            registry.append(groups[-1])
+        generation += 1
+        log(f"hookline: starting {args.workers} worker(s), {args.pool} pool, "
+            f"concurrency {args.concurrency}")
+        wait_workers(hl.sender, groups, 60)
+
+    def stop_workers() -> None:
+        for group in groups:
+            group.stop()
+        groups.clear()
+
     try:
         tenants = setup_endpoints(hl, sink, settings.partitions)
         report["hookline_endpoints"] = tenants
-        env = child_env(settings)
-        tag = prefix.rstrip(":").rsplit("-", 1)[-1]
-        for i in range(args.workers):
-            argv = [sys.executable, "-m", "app.cli", "worker", f"--hostname=bench{i}-{tag}@%h"]
-            if i == 0:
-                argv.append("--beat")
-            groups.append(Group(f"hookline worker {i}", argv, env, workdir / f"worker{i}.log"))
-            registry.append(groups[-1])
-        log(f"hookline: starting {args.workers} worker(s), threads pool, "
-            f"concurrency {args.concurrency}")
-        wait_workers(hl.sender, groups, 60)
         tenant_ids = [t["tenant"] for t in tenants]
+        start_workers()
 
         def send(i: int) -> tuple[str, float]:
             at = time.time()
@@ -451,14 +481,18 @@ def hookline_runs(args: argparse.Namespace, pg_url: str, prefix: str, workdir: P
             return CpuSample.take(groups, sink.group)
 
         results = run_pair("hookline", args, sink, send, cpu)
+        if args.drain_events > 0 and all(r.completed for r in results):
+            stop_workers()
+            results.append(measured_run("hookline drain", sink, send, args.drain_events,
+                                        rate=None, timeout=args.timeout, cpu=cpu,
+                                        start_consumers=start_workers))
         with hl.engine.connect() as conn:
             rows = conn.execute(text(
                 "SELECT state, count(*) FROM deliveries GROUP BY state")).all()
         report["hookline_delivery_states"] = {str(state): int(n) for state, n in rows}
         return results
     finally:
-        for group in groups:
-            group.stop()
+        stop_workers()
         hl.close()
 
 
@@ -554,7 +588,7 @@ def print_table(report: dict[str, Any]) -> None:
     s = report["settings"]
     print()
     print(f"Hookline benchmark  nproc={report['machine']['nproc']}  "
-          f"workers={s['workers']} concurrency={s['concurrency']} (threads)  events={s['events']}  "
+          f"workers={s['workers']} concurrency={s['concurrency']} ({s['pool']})  events={s['events']}  "
           f"rate run={s['rate_events']} @ {s['rate']:g}/s  naive=prefork c{s['naive_concurrency']}")
     header = (f"{'run':<22}{'done':>6}{'recv':>7}{'dup':>5}{'conns':>7}{'publish/s':>11}"
               f"{'deliv/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}{'cpu ms/dlv':>12}")
@@ -576,6 +610,9 @@ def print_table(report: dict[str, Any]) -> None:
     print(f"hookline {fmt(summary['hookline_deliveries_per_s'])} deliveries/s vs naive "
           f"{fmt(summary['naive_deliveries_per_s'])} deliveries/s: ratio "
           f"{fmt(summary['ratio'], 2)}")
+    if summary["hookline_drain_deliveries_per_s"] is not None:
+        print(f"hookline workers alone (backlog drain, publisher idle): "
+              f"{fmt(summary['hookline_drain_deliveries_per_s'])} deliveries/s")
     for r in runs:
         if r["message"]:
             print(f"{r['name']}: {r['message']}")
@@ -592,10 +629,15 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Hookline vs naive Celery delivery benchmark.")
     parser.add_argument("--events", type=int, default=2000, help="Events per throughput run.")
     parser.add_argument("--workers", type=int, default=2, help="Hookline worker processes.")
-    parser.add_argument("--concurrency", type=int, default=8, help="Threads per Hookline worker.")
+    parser.add_argument("--concurrency", type=int, default=8,
+                        help="Pool size (threads or processes) per Hookline worker.")
+    parser.add_argument("--pool", choices=["threads", "prefork"], default="threads",
+                        help="Hookline worker pool (HOOKLINE_WORKER_POOL).")
     parser.add_argument("--rate", type=float, default=100.0, help="Events/s of the latency runs.")
     parser.add_argument("--rate-events", type=int, default=1000,
                         help="Events per latency run (0 skips them).")
+    parser.add_argument("--drain-events", type=int, default=None,
+                        help="Events in the Hookline backlog-drain run (default --events; 0 skips).")
     parser.add_argument("--naive-concurrency", type=int, default=2)
     parser.add_argument("--warmup", type=int, default=100, help="Uncounted events before runs.")
     parser.add_argument("--timeout", type=float, default=120.0,
@@ -608,6 +650,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--keep-logs", action="store_true",
                         help="Keep the worker and receiver logs (their directory is printed).")
     args = parser.parse_args(argv)
+    if args.drain_events is None:
+        args.drain_events = args.events
     if args.events < 1 or args.workers < 1 or args.concurrency < 1 or args.rate <= 0:
         parser.error("--events, --workers, --concurrency and --rate must be positive")
     require_loopback(args.redis_url, "Redis")
@@ -661,12 +705,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             shutil.rmtree(workdir, ignore_errors=True)
 
     failures += [f"{r.name}: {r.message}" for r in runs if not r.completed]
-    expected = (0 if args.skip_hookline else 1) + (0 if args.skip_naive else 1)
-    expected *= 2 if args.rate_events > 0 else 1
+    per_system = 2 if args.rate_events > 0 else 1
+    expected = ((0 if args.skip_hookline else per_system + (args.drain_events > 0))
+                + (0 if args.skip_naive else per_system))
     if len(runs) < expected and not failures:
         failures.append(f"only {len(runs)} of {expected} runs happened")
     hook = find(runs, "hookline throughput")
     naive = find(runs, "naive throughput")
+    drain = find(runs, "hookline drain")
     hook_rate = hook.deliveries_per_s if hook else None
     naive_rate = naive.deliveries_per_s if naive else None
     report.update({
@@ -675,11 +721,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         "machine": {"nproc": len(os.sched_getaffinity(0)), "cpu_count": os.cpu_count(),
                     "python": platform.python_version(), "platform": platform.platform()},
         "settings": {"events": args.events, "workers": args.workers,
-                     "concurrency": args.concurrency, "pool": "threads",
+                     "concurrency": args.concurrency, "pool": args.pool,
                      "rate": args.rate, "rate_events": args.rate_events,
+                     "drain_events": args.drain_events,
                      "warmup": args.warmup, "naive_concurrency": args.naive_concurrency,
                      "naive_pool": "prefork", "tenants_endpoints": TENANTS},
         "summary": {"hookline_deliveries_per_s": hook_rate,
+                    "hookline_drain_deliveries_per_s": drain.deliveries_per_s if drain else None,
                     "naive_deliveries_per_s": naive_rate,
                     "ratio": round(hook_rate / naive_rate, 3) if hook_rate and naive_rate
                     else None},

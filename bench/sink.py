@@ -6,7 +6,9 @@ Hookline, ``X-Event-Id`` from the naive baseline) and the receive ``time.time()`
 
 Control endpoints (GET), used by ``bench/run.py`` over the same loopback port:
 
-* ``/count``   -> ``{"requests", "unique", "duplicates", "connections"}`` (cheap; polled)
+* ``/count``   -> ``{"requests", "unique", "duplicates", "missing_id", "connections"}``
+  (cheap; polled). ``connections`` counts connections that carried a POST, which shows
+  whether the sender keeps connections alive.
 * ``/records`` -> the counts plus ``first_seen``: event id -> time of its first receipt
 * ``/reset``   -> forget everything (between runs)
 
@@ -76,7 +78,7 @@ def control(records: Records, target: bytes) -> bytes:
 
 async def serve_connection(records: Records, reader: asyncio.StreamReader,
                            writer: asyncio.StreamWriter) -> None:
-    records.connections += 1
+    posted = False  # connections are counted on their first POST: control GETs are not
     try:
         while True:
             try:
@@ -103,6 +105,9 @@ async def serve_connection(records: Records, reader: asyncio.StreamReader,
                 at = time.time()
                 raw = next((headers[h] for h in ID_HEADERS if h in headers), b"")
                 records.record(raw.decode("latin-1"), at)
+                if not posted:
+                    posted = True
+                    records.connections += 1
                 writer.write(OK)
             else:
                 writer.write(control(records, target))

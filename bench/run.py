@@ -407,11 +407,7 @@ def child_env(settings: Settings | None = None, **extra: str) -> dict[str, str]:
     """This environment minus HOOKLINE_*, plus the settings as HOOKLINE_* (as the tests do)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("HOOKLINE_")}
     if settings is not None:
-        for name in type(settings).model_fields:
-            value = getattr(settings, name)
-            if value is None or name == "extra_event_types":
-                continue
-            env[f"HOOKLINE_{name.upper()}"] = str(value)
+        env.update(settings.as_environment())
     env["PYTHONPATH"] = str(ROOT)
     env.update(extra)
     return env

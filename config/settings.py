@@ -7,6 +7,7 @@ file and an embedded Redis in the data directory) when no server is configured.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any, Literal
@@ -126,6 +127,17 @@ class Settings(BaseSettings):
         if self.broker_url is not None:
             return self.broker_url
         return f"redis://127.0.0.1:{self.embedded_redis_port}/0"
+
+    def as_environment(self) -> dict[str, str]:
+        """These settings as ``HOOKLINE_*`` variables, to hand to a child process."""
+        env: dict[str, str] = {}
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if value is None:
+                continue
+            text = json.dumps(value) if isinstance(value, list) else str(value)
+            env[f"HOOKLINE_{name.upper()}"] = text
+        return env
 
     def endpoint_timeout(self, endpoint_timeout: float | None) -> tuple[float, float]:
         """The (connect, read) timeouts for an endpoint, its own read timeout winning."""

@@ -158,11 +158,7 @@ class WorkerProcess:
 
 def env_for(settings: Settings) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("HOOKLINE_")}
-    for field in type(settings).model_fields:
-        value = getattr(settings, field)
-        if value is None or field == "extra_event_types":
-            continue
-        env[f"HOOKLINE_{field.upper()}"] = str(value)
+    env.update(settings.as_environment())
     env["PYTHONPATH"] = str(ROOT)
     return env
 

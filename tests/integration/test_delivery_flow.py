@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 
 import pytest
@@ -137,8 +138,6 @@ class TestPermanentRejections:
 
 def stack_sweeps_a_few_times() -> None:
     """Let the sweeper (every 0.5 s in tests) run several times."""
-    import time
-
     time.sleep(2.0)
 
 

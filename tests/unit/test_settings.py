@@ -177,3 +177,15 @@ class TestMisspeltVariables:
     def test_a_correctly_spelt_variable_is_read(self, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv("HOOKLINE_PARTITIONS", "3")
         assert get_settings().partitions == 3
+
+
+class TestAsEnvironment:
+    """Settings handed to a child process read back as the same settings."""
+
+    def test_a_round_trip_through_the_environment_keeps_every_value(
+        self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    ) -> None:
+        original = get_settings(data_dir=tmp_path, partitions=3, extra_event_types=["acme.thing.done"])
+        for key, value in original.as_environment().items():
+            monkeypatch.setenv(key, value)
+        assert get_settings() == original

@@ -106,7 +106,15 @@ class Endpoint(Base):
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     disabled_reason: Mapped[str | None] = mapped_column(String(200), default=None)
     contract: Mapped[str] = mapped_column(String(40), default="crewpass")
+    #: The current signing secret (or, for ``cr3dentials``, the auth header's value).
     secret: Mapped[str] = mapped_column(String(200))
+    #: The secret before the last rotation, still used until ``previous_secret_expires_at``.
+    previous_secret: Mapped[str | None] = mapped_column(String(200), default=None)
+    previous_secret_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    #: Static extra headers sent with every delivery.
+    headers: Mapped[dict[str, str]] = mapped_column(JSONDoc, default=dict)
+    #: The header that carries the static credential (``cr3dentials``), e.g. ``X-API-Key``.
+    auth_header: Mapped[str | None] = mapped_column(String(100), default=None)
     timeout_seconds: Mapped[float | None] = mapped_column(Float, default=None)
     max_attempts: Mapped[int | None] = mapped_column(Integer, default=None)
     description: Mapped[str | None] = mapped_column(Text, default=None)

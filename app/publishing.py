@@ -84,22 +84,10 @@ def publish(
                 existing = _existing(session, tenant_row.id, idempotency_key)
                 if existing is not None:
                     return existing
-            event = Event(id=new_id("evt"), tenant_id=tenant_row.id, event_type=event_type,
-                          payload=payload, occurred_at=occurred_at or now,
-                          idempotency_key=idempotency_key, created_at=now)
-            session.add(event)
-            endpoints = session.scalars(
-                select(Endpoint).where(Endpoint.tenant_id == tenant_row.id, Endpoint.enabled)
-            ).all()
-            targets = [e for e in endpoints if matches_any(e.event_types, event_type)]
-            deliveries = [
-                Delivery(id=new_id("dlv"), event_id=event.id, endpoint_id=e.id,
-                         tenant_id=tenant_row.id, state=DeliveryState.PENDING, attempt_count=0,
-                         next_attempt_at=now, queued_at=now, requeue_count=0,
-                         created_at=now, updated_at=now)
-                for e in targets
-            ]
-            session.add_all(deliveries)
+            event, deliveries = record_event(
+                session, tenant_row, event_type, payload, now=now,
+                occurred_at=occurred_at, idempotency_key=idempotency_key,
+            )
     except IntegrityError:
         # Another publisher won the race for this idempotency key.
         if idempotency_key is None:
@@ -112,6 +100,42 @@ def publish(
         return existing
     parked = enqueue_or_park(sessions, dispatcher, [(d.id, d.endpoint_id) for d in deliveries])
     return PublishResult(event_id=event.id, delivery_ids=[d.id for d in deliveries], parked=parked)
+
+
+def record_event(
+    session: Session,
+    tenant: Tenant,
+    event_type: str,
+    payload: dict[str, Any],
+    *,
+    now: datetime,
+    event_id: str | None = None,
+    occurred_at: datetime | None = None,
+    idempotency_key: str | None = None,
+) -> tuple[Event, list[Delivery]]:
+    """Write an event and one pending delivery per matching endpoint inside *session*.
+
+    The caller owns the transaction (a producer relays an outbox row and marks it done
+    in the same one) and, after commit, sends the messages with :func:`enqueue_or_park`.
+    *payload* must already be validated (:func:`encode_payload`).
+    """
+    event = Event(id=event_id or new_id("evt"), tenant_id=tenant.id, event_type=event_type,
+                  payload=payload, occurred_at=occurred_at or now,
+                  idempotency_key=idempotency_key, created_at=now)
+    session.add(event)
+    endpoints = session.scalars(
+        select(Endpoint).where(Endpoint.tenant_id == tenant.id, Endpoint.enabled)
+    ).all()
+    targets = [e for e in endpoints if matches_any(e.event_types, event_type)]
+    deliveries = [
+        Delivery(id=new_id("dlv"), event_id=event.id, endpoint_id=e.id,
+                 tenant_id=tenant.id, state=DeliveryState.PENDING, attempt_count=0,
+                 next_attempt_at=now, queued_at=now, requeue_count=0,
+                 created_at=now, updated_at=now)
+        for e in targets
+    ]
+    session.add_all(deliveries)
+    return event, deliveries
 
 
 def enqueue_or_park(

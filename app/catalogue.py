@@ -8,8 +8,9 @@ through ``HOOKLINE_EXTRA_EVENT_TYPES`` (a JSON list of names).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from app.errors import InvalidEventType, UnknownEventType
 
@@ -23,28 +24,45 @@ class EventType:
     name: str
     description: str
     scope: str | None = None
+    #: Keys never delivered for this type, at any depth (see :mod:`app.hygiene`).
+    internal_fields: frozenset[str] = frozenset()
+    #: A data key whose value is the event's idempotency key when none is given.
+    idempotency_field: str | None = None
+
+
+#: CrewPass never names the provider behind a check or a certificate.
+_CREWPASS_INTERNAL = frozenset({"provider", "provider_id", "provider_name", "verified_by",
+                                "vendor", "internal_note", "internal_notes"})
+#: Cr3dentials never sends the raw attestation, only its hash.
+_CR3DENTIALS_INTERNAL = frozenset({"attestation", "rawAttestation"})
+
+
+def _session(suffix: str, description: str) -> EventType:
+    return EventType(f"session.{suffix}", description, internal_fields=_CR3DENTIALS_INTERNAL,
+                     idempotency_field="sessionId")
 
 
 BUILTIN_EVENT_TYPES: tuple[EventType, ...] = (
     # CrewPass catalogue v1
     EventType("crew.document.processed", "A certificate finishes processing and verification",
-              "crew:documents:read"),
+              "crew:documents:read", _CREWPASS_INTERNAL),
     EventType("crew.document.updated", "A document's verification status changes",
-              "crew:documents:read"),
+              "crew:documents:read", _CREWPASS_INTERNAL),
     EventType("crew.compliance.changed", "A crew member's compliance state changes",
-              "crew:compliance:read"),
+              "crew:compliance:read", _CREWPASS_INTERNAL),
     EventType("crew.status.changed", "Verification or background-check status changes",
-              "crew:status:subscribe"),
-    EventType("crew.profile.updated", "A crew member updates their profile", "crew:profile:read"),
+              "crew:status:subscribe", _CREWPASS_INTERNAL),
+    EventType("crew.profile.updated", "A crew member updates their profile", "crew:profile:read",
+              _CREWPASS_INTERNAL),
     # Crewship
     EventType("run.succeeded", "A run completed successfully"),
     EventType("run.failed", "A run failed with an error"),
     # Cr3dentials: terminal session statuses
-    EventType("session.completed", "A verification session completed"),
-    EventType("session.partial_complete", "A verification session partially completed"),
-    EventType("session.error", "A verification session ended in error"),
-    EventType("session.cancelled", "A verification session was cancelled"),
-    EventType("session.terminated", "A verification session was terminated"),
+    _session("completed", "A verification session completed"),
+    _session("partial_complete", "A verification session partially completed"),
+    _session("error", "A verification session ended in error"),
+    _session("cancelled", "A verification session was cancelled"),
+    _session("terminated", "A verification session was terminated"),
     # The Wallet Crew
     EventType("Pass:Created", "A pass was created"),
     EventType("Pass:Installed", "A pass was installed on a device"),
@@ -85,6 +103,11 @@ class Catalogue:
     def __iter__(self) -> Iterator[EventType]:
         return iter(self._types.values())
 
+    def internal_fields(self, name: str) -> frozenset[str]:
+        """The deny-list of *name*; empty for a type no longer in the catalogue."""
+        found = self._types.get(name)
+        return found.internal_fields if found is not None else frozenset()
+
     def require(self, name: str) -> EventType:
         """The event type called *name*; ``InvalidEventType``/``UnknownEventType`` otherwise."""
         check_event_type_syntax(name)
@@ -94,7 +117,25 @@ class Catalogue:
             raise UnknownEventType(name) from None
 
 
-def default_catalogue(extra: Iterable[str] = ()) -> Catalogue:
-    """The built-in catalogue plus the deployment's extra event-type names."""
-    added = [EventType(name, "Deployment-defined event type") for name in extra]
-    return Catalogue([*BUILTIN_EVENT_TYPES, *added])
+def extra_event_type(spec: str | Mapping[str, Any]) -> EventType:
+    """A deployment-defined event type: a name, or an object with ``name`` and optionally
+    ``description``, ``scope``, ``internal_fields`` and ``idempotency_field``."""
+    if isinstance(spec, str):
+        return EventType(spec, "Deployment-defined event type")
+    if not isinstance(spec, Mapping) or not isinstance(spec.get("name"), str):
+        raise InvalidEventType(f"extra event type {spec!r}: expected a name or an object with 'name'")
+    unknown = set(spec) - {"name", "description", "scope", "internal_fields", "idempotency_field"}
+    if unknown:
+        raise InvalidEventType(f"extra event type {spec['name']!r}: unknown keys {sorted(unknown)}")
+    internal = spec.get("internal_fields") or []
+    if not isinstance(internal, list) or not all(isinstance(f, str) for f in internal):
+        raise InvalidEventType(f"extra event type {spec['name']!r}: internal_fields is a list of names")
+    return EventType(
+        spec["name"], str(spec.get("description") or "Deployment-defined event type"),
+        spec.get("scope"), frozenset(internal), spec.get("idempotency_field"),
+    )
+
+
+def default_catalogue(extra: Iterable[str | Mapping[str, Any]] = ()) -> Catalogue:
+    """The built-in catalogue plus the deployment's extra event types."""
+    return Catalogue([*BUILTIN_EVENT_TYPES, *(extra_event_type(spec) for spec in extra)])

@@ -74,7 +74,8 @@ class Hookline:
 
     @cached_property
     def deliveries(self) -> DeliveryService:
-        return DeliveryService(self.settings, self.sessions, self.transport)
+        return DeliveryService(self.settings, self.sessions, self.transport,
+                               catalogue=self.catalogue)
 
     @cached_property
     def broker_client(self) -> redis.Redis:

@@ -20,8 +20,8 @@ from typing import Any
 from sqlalchemy import Table, and_, bindparam, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from app.catalogue import Catalogue, default_catalogue
 from app.classification import Verdict, classify
-from app.contracts import EventView, get_contract
 from app.db import transaction
 from app.models import (
     CLAIMABLE_STATES,
@@ -33,6 +33,7 @@ from app.models import (
     Event,
     utcnow,
 )
+from app.rendering import render_attempt
 from app.retry_policy import RetryPolicy, parse_retry_after
 from app.transport import HttpResult, Transport
 from config.settings import Settings
@@ -90,8 +91,10 @@ class DeliveryService:
         clock: Callable[[], datetime] = utcnow,
         unix_time: Callable[[], float] = time.time,
         uniform: Callable[[float, float], float] = random.uniform,
+        catalogue: Catalogue | None = None,
     ) -> None:
         self.settings = settings
+        self.catalogue = catalogue or default_catalogue(settings.extra_event_types)
         self.sessions = sessions
         self.transport = transport
         self.policy = policy or retry_policy_from(settings)
@@ -143,10 +146,8 @@ class DeliveryService:
     # -- send ----------------------------------------------------------------------------
     def _send(self, claim: _Claimed) -> HttpResult:
         endpoint, event = claim.endpoint, claim.event
-        contract = get_contract(endpoint.contract)
-        view = EventView(id=event.id, type=event.event_type, tenant_id=event.tenant_id,
-                         occurred_at=event.occurred_at, data=event.payload)
-        rendered = contract.render(view, claim.delivery_id, endpoint.secret, int(self.unix_time()))
+        rendered = render_attempt(endpoint, event, claim.delivery_id, self.catalogue,
+                                  now=self.clock(), timestamp=int(self.unix_time()))
         return self.transport.send(
             endpoint.url, rendered.body, rendered.headers,
             self.settings.endpoint_timeout(endpoint.timeout_seconds),

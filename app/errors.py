@@ -66,6 +66,10 @@ class InvalidEndpointURL(InputError):
     """An endpoint URL that is not an absolute http(s) URL with a host."""
 
 
+class InvalidEndpointConfig(InputError):
+    """An endpoint setting a contract cannot use: a malformed secret, header or auth header."""
+
+
 class InvalidSelection(InputError):
     """A management command was given a selection it cannot act on."""
 

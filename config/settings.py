@@ -73,8 +73,10 @@ class Settings(BaseSettings):
     flower_port: int = Field(default=5555, ge=1, le=65535)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
     user_agent: str = "Hookline/0.1"
-    extra_event_types: list[str] = Field(
-        default_factory=list, description="Event types to accept beyond the built-in catalogue."
+    extra_event_types: list[str | dict[str, Any]] = Field(
+        default_factory=list,
+        description="Event types to accept beyond the built-in catalogue: names, or objects with "
+        "name, description, scope, internal_fields and idempotency_field.",
     )
 
     @field_validator("database_url")

@@ -7,29 +7,35 @@ Body::
 Headers: ``X-CrewPass-Event-Id``, ``X-CrewPass-Event-Type``, ``X-CrewPass-Timestamp``
 (unix seconds at signing), ``X-CrewPass-Signature: v1=<hex(hmac_sha256(secret,
 "{timestamp}." + raw_body))>``, ``X-CrewPass-Schema-Version: 1``. The partner is the
-tenant the event was published for.
+tenant the event was published for. The HMAC key is the secret's UTF-8 bytes.
 """
 
 from __future__ import annotations
 
 import secrets
-from collections.abc import Mapping
 
 from app.contracts.base import (
+    AttemptContext,
     EventView,
     RenderedRequest,
-    SignatureError,
     canonical_json,
-    header,
     iso_utc_seconds,
+    next_header,
+    validate_printable_secret,
 )
-from app.signing import constant_time_equal, hmac_sha256_hex
+from app.signing import hmac_sha256_hex
 
 SCHEMA_VERSION = 1
+SIGNATURE_HEADER = "X-CrewPass-Signature"
 
 
 class CrewPassContract:
     name = "crewpass"
+    description = "CrewPass v1: JSON envelope, X-CrewPass-* headers, v1= hex HMAC over '{timestamp}.body'"
+    reserved_headers = frozenset({
+        "x-crewpass-event-id", "x-crewpass-event-type", "x-crewpass-timestamp",
+        "x-crewpass-signature", "x-crewpass-schema-version",
+    })
 
     def body(self, event: EventView) -> bytes:
         return canonical_json(
@@ -47,41 +53,23 @@ class CrewPassContract:
     def signature(secret: str, timestamp: int, body: bytes) -> str:
         return "v1=" + hmac_sha256_hex(secret, f"{timestamp}.".encode() + body)
 
-    def render(
-        self, event: EventView, delivery_id: str, secret: str, timestamp: int
-    ) -> RenderedRequest:
+    def render(self, event: EventView, context: AttemptContext) -> RenderedRequest:
         body = self.body(event)
-        return RenderedRequest(
-            body=body,
-            headers={
-                "Content-Type": "application/json",
-                "X-CrewPass-Event-Id": event.id,
-                "X-CrewPass-Event-Type": event.type,
-                "X-CrewPass-Timestamp": str(timestamp),
-                "X-CrewPass-Signature": self.signature(secret, timestamp, body),
-                "X-CrewPass-Schema-Version": str(SCHEMA_VERSION),
-            },
-        )
-
-    def verify(
-        self,
-        secret: str,
-        headers: Mapping[str, str],
-        body: bytes,
-        *,
-        now: int,
-        tolerance: int = 300,
-    ) -> None:
-        timestamp_text = header(headers, "X-CrewPass-Timestamp")
-        given = header(headers, "X-CrewPass-Signature")
-        try:
-            timestamp = int(timestamp_text)
-        except ValueError:
-            raise SignatureError("X-CrewPass-Timestamp is not an integer") from None
-        if abs(now - timestamp) > tolerance:
-            raise SignatureError("stale timestamp")
-        if not constant_time_equal(given, self.signature(secret, timestamp, body)):
-            raise SignatureError("bad signature")
+        ts = context.timestamp
+        headers = {
+            "Content-Type": "application/json",
+            "X-CrewPass-Event-Id": event.id,
+            "X-CrewPass-Event-Type": event.type,
+            "X-CrewPass-Timestamp": str(ts),
+            SIGNATURE_HEADER: self.signature(context.keys.documented, ts, body),
+            "X-CrewPass-Schema-Version": str(SCHEMA_VERSION),
+        }
+        if context.keys.next is not None:
+            headers[next_header(SIGNATURE_HEADER)] = self.signature(context.keys.next, ts, body)
+        return RenderedRequest(body=body, headers=headers)
 
     def generate_secret(self) -> str:
         return "cpsk_" + secrets.token_hex(32)
+
+    def validate_secret(self, secret: str) -> None:
+        validate_printable_secret(secret)

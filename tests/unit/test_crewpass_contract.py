@@ -8,10 +8,11 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from app.contracts import DEFAULT_CONTRACT, SignatureError, contract_names, get_contract
-from app.contracts.base import EventView
+from app.contracts import DEFAULT_CONTRACT, contract_names, get_contract
+from app.contracts.base import AttemptContext, EventView, RenderedRequest, SigningKeys
 from app.contracts.crewpass import CrewPassContract
 from app.errors import InputError
+from app.verify import BadSignature, MissingHeader, StaleTimestamp, verify
 
 SECRET = "cpsk_test_secret"
 TIMESTAMP = 1780912800
@@ -35,15 +36,19 @@ GOLDEN_SIGNATURE = "v1=d9d0c9fff27bd4065873e20b3cef6c07562190ef69168b3e7820f7cc7
 CONTRACT = CrewPassContract()
 
 
+def render(delivery_id: str = "dlv_01TEST", timestamp: int = TIMESTAMP) -> RenderedRequest:
+    return CONTRACT.render(EVENT, AttemptContext(delivery_id, SigningKeys(SECRET), timestamp))
+
+
 def rendered_headers() -> dict[str, str]:
-    return CONTRACT.render(EVENT, "dlv_01TEST", SECRET, TIMESTAMP).headers
+    return render().headers
 
 
 class TestRender:
     """Rendering gives the documented body bytes and headers, byte for byte."""
 
     def test_the_body_is_the_golden_bytes(self) -> None:
-        assert CONTRACT.render(EVENT, "dlv_01TEST", SECRET, TIMESTAMP).body == GOLDEN_BODY
+        assert render().body == GOLDEN_BODY
 
     def test_the_signature_is_the_golden_vector(self) -> None:
         assert rendered_headers()["X-CrewPass-Signature"] == GOLDEN_SIGNATURE
@@ -61,12 +66,12 @@ class TestRender:
         assert headers["Content-Type"] == "application/json"
 
     def test_the_delivery_id_does_not_change_the_bytes(self) -> None:
-        first = CONTRACT.render(EVENT, "dlv_A", SECRET, TIMESTAMP)
-        second = CONTRACT.render(EVENT, "dlv_B", SECRET, TIMESTAMP)
+        first = render("dlv_A")
+        second = render("dlv_B")
         assert first == second
 
     def test_a_later_timestamp_changes_the_signature_but_not_the_body(self) -> None:
-        later = CONTRACT.render(EVENT, "dlv_01TEST", SECRET, TIMESTAMP + 1)
+        later = render(timestamp=TIMESTAMP + 1)
         assert later.body == GOLDEN_BODY
         assert later.headers["X-CrewPass-Timestamp"] == str(TIMESTAMP + 1)
         assert later.headers["X-CrewPass-Signature"] != GOLDEN_SIGNATURE
@@ -91,59 +96,59 @@ class TestRender:
 
 
 class TestVerify:
-    """Verification accepts exactly what was signed, within the tolerance."""
+    """The receiver-side verifier accepts exactly what was signed, within the tolerance."""
 
     def test_it_accepts_its_own_render(self) -> None:
-        CONTRACT.verify(SECRET, rendered_headers(), GOLDEN_BODY, now=TIMESTAMP)  # raises if not
+        verify("crewpass", SECRET, rendered_headers(), GOLDEN_BODY, now=TIMESTAMP)  # raises if not
 
     @pytest.mark.parametrize("skew", [-300, 300])
     def test_it_accepts_a_timestamp_at_the_edge_of_the_tolerance(self, skew: int) -> None:
-        CONTRACT.verify(SECRET, rendered_headers(), GOLDEN_BODY, now=TIMESTAMP + skew)
+        verify("crewpass", SECRET, rendered_headers(), GOLDEN_BODY, now=TIMESTAMP + skew)
 
     @pytest.mark.parametrize("position", [0, 40, len(GOLDEN_BODY) - 1])
     def test_it_rejects_a_changed_body_byte(self, position: int) -> None:
         tampered = bytearray(GOLDEN_BODY)
         tampered[position] ^= 0x01
-        with pytest.raises(SignatureError, match="bad signature"):
-            CONTRACT.verify(SECRET, rendered_headers(), bytes(tampered), now=TIMESTAMP)
+        with pytest.raises(BadSignature):
+            verify("crewpass", SECRET, rendered_headers(), bytes(tampered), now=TIMESTAMP)
 
     def test_it_rejects_a_wrong_secret(self) -> None:
-        with pytest.raises(SignatureError, match="bad signature"):
-            CONTRACT.verify("cpsk_other_secret", rendered_headers(), GOLDEN_BODY, now=TIMESTAMP)
+        with pytest.raises(BadSignature):
+            verify("crewpass", "cpsk_other_secret", rendered_headers(), GOLDEN_BODY, now=TIMESTAMP)
 
     def test_it_rejects_a_replayed_signature_under_a_new_timestamp(self) -> None:
         headers = rendered_headers() | {"X-CrewPass-Timestamp": str(TIMESTAMP + 60)}
-        with pytest.raises(SignatureError, match="bad signature"):
-            CONTRACT.verify(SECRET, headers, GOLDEN_BODY, now=TIMESTAMP + 60)
+        with pytest.raises(BadSignature):
+            verify("crewpass", SECRET, headers, GOLDEN_BODY, now=TIMESTAMP + 60)
 
     @pytest.mark.parametrize("skew", [301, -301, 3600])
     def test_it_rejects_a_timestamp_outside_the_tolerance(self, skew: int) -> None:
-        with pytest.raises(SignatureError, match="stale"):
-            CONTRACT.verify(SECRET, rendered_headers(), GOLDEN_BODY, now=TIMESTAMP + skew)
+        with pytest.raises(StaleTimestamp):
+            verify("crewpass", SECRET, rendered_headers(), GOLDEN_BODY, now=TIMESTAMP + skew)
 
     def test_a_custom_tolerance_is_honoured(self) -> None:
-        with pytest.raises(SignatureError, match="stale"):
-            CONTRACT.verify(SECRET, rendered_headers(), GOLDEN_BODY, now=TIMESTAMP + 11,
+        with pytest.raises(StaleTimestamp):
+            verify("crewpass", SECRET, rendered_headers(), GOLDEN_BODY, now=TIMESTAMP + 11,
                             tolerance=10)
-        CONTRACT.verify(SECRET, rendered_headers(), GOLDEN_BODY, now=TIMESTAMP + 10,
+        verify("crewpass", SECRET, rendered_headers(), GOLDEN_BODY, now=TIMESTAMP + 10,
                         tolerance=10)
 
     @pytest.mark.parametrize("missing", ["X-CrewPass-Timestamp", "X-CrewPass-Signature"])
     def test_it_rejects_a_missing_header(self, missing: str) -> None:
         headers = {k: v for k, v in rendered_headers().items() if k != missing}
-        with pytest.raises(SignatureError, match=f"missing header {missing}"):
-            CONTRACT.verify(SECRET, headers, GOLDEN_BODY, now=TIMESTAMP)
+        with pytest.raises(MissingHeader, match=f"missing header {missing}"):
+            verify("crewpass", SECRET, headers, GOLDEN_BODY, now=TIMESTAMP)
 
     def test_it_rejects_a_timestamp_that_is_not_an_integer(self) -> None:
         headers = rendered_headers() | {"X-CrewPass-Timestamp": "soon"}
-        with pytest.raises(SignatureError, match="not an integer"):
-            CONTRACT.verify(SECRET, headers, GOLDEN_BODY, now=TIMESTAMP)
+        with pytest.raises(StaleTimestamp, match="not unix seconds"):
+            verify("crewpass", SECRET, headers, GOLDEN_BODY, now=TIMESTAMP)
 
     @pytest.mark.parametrize("case", [str.lower, str.upper], ids=["lower", "upper"])
     def test_headers_are_looked_up_case_insensitively(self, case: Callable[[str], str]) -> None:
         headers = {case(k): v for k, v in rendered_headers().items()}
         assert "X-CrewPass-Signature" not in headers
-        CONTRACT.verify(SECRET, headers, GOLDEN_BODY, now=TIMESTAMP)
+        verify("crewpass", SECRET, headers, GOLDEN_BODY, now=TIMESTAMP)
 
 
 class TestRegistry:

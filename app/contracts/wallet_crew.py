@@ -1,0 +1,67 @@
+"""The Wallet Crew contract: ``__``-prefixed metadata in the body, hex HMAC of the body.
+
+Body: the event's metadata first, then its public data fields::
+
+    {"__id":"evt_…","__eventName":"Customer:Upserted","__tenantId":"ten_…",
+     "__createdAt":"2026-06-08T10:00:00Z", …data}
+
+``__id`` is the event id, the receiver's idempotency key. Headers:
+``x-neostore-signature`` (lower-case hex of hmac_sha256(secret, raw_body), no prefix;
+the key is the secret's UTF-8 bytes), ``x-neostore-eventname`` and
+``x-neostore-tenantid``. The signature covers the body only, so it is the same on
+every attempt; the format has no timestamp and receivers dedupe on ``__id``.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+from app.contracts.base import (
+    AttemptContext,
+    EventView,
+    RenderedRequest,
+    canonical_json,
+    iso_utc_seconds,
+    validate_printable_secret,
+)
+from app.signing import hmac_sha256_hex
+
+SIGNATURE_HEADER = "x-neostore-signature"
+
+
+class WalletCrewContract:
+    name = "wallet-crew"
+    description = "The Wallet Crew: __-prefixed metadata, x-neostore-* headers, hex HMAC of the body"
+    reserved_headers = frozenset({"x-neostore-signature", "x-neostore-eventname",
+                                  "x-neostore-tenantid"})
+
+    def body(self, event: EventView) -> bytes:
+        document: dict[str, Any] = {
+            "__id": event.id,
+            "__eventName": event.type,
+            "__tenantId": event.tenant_id,
+            "__createdAt": iso_utc_seconds(event.occurred_at),
+        }
+        for key, value in event.data.items():
+            if not key.startswith("__"):
+                document[key] = value
+        return canonical_json(document)
+
+    def render(self, event: EventView, context: AttemptContext) -> RenderedRequest:
+        body = self.body(event)
+        headers = {
+            "Content-Type": "application/json",
+            SIGNATURE_HEADER: hmac_sha256_hex(context.keys.documented, body),
+            "x-neostore-eventname": event.type,
+            "x-neostore-tenantid": event.tenant_id,
+        }
+        if context.keys.next is not None:
+            headers["x-neostore-signature-next"] = hmac_sha256_hex(context.keys.next, body)
+        return RenderedRequest(body=body, headers=headers)
+
+    def generate_secret(self) -> str:
+        return "wcsk_" + secrets.token_urlsafe(32)
+
+    def validate_secret(self, secret: str) -> None:
+        validate_printable_secret(secret)

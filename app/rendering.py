@@ -1,0 +1,56 @@
+"""From stored rows to the exact request of one attempt. Pure: no clock, no I/O.
+
+Joins the pieces a delivery needs: the event's public payload (:mod:`app.hygiene`,
+with the catalogue's deny-list), the endpoint's signing keys (the previous secret
+only while its grace period runs), its contract's renderer and its static headers.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from app.catalogue import Catalogue
+from app.contracts import (
+    AttemptContext,
+    EventView,
+    RenderedRequest,
+    SigningKeys,
+    get_contract,
+    with_static_headers,
+)
+from app.hygiene import public_payload
+from app.models import Endpoint, Event
+
+
+def signing_keys(endpoint: Endpoint, now: datetime) -> SigningKeys:
+    """The endpoint's current secret, plus the previous one until its grace period ends."""
+    previous = endpoint.previous_secret
+    expires = endpoint.previous_secret_expires_at
+    if previous is None or expires is None or expires <= now:
+        return SigningKeys(current=endpoint.secret)
+    return SigningKeys(current=endpoint.secret, previous=previous)
+
+
+def event_view(event: Event, catalogue: Catalogue) -> EventView:
+    return EventView(
+        id=event.id, type=event.event_type, tenant_id=event.tenant_id,
+        occurred_at=event.occurred_at,
+        data=public_payload(event.payload, catalogue.internal_fields(event.event_type)),
+    )
+
+
+def render_attempt(
+    endpoint: Endpoint,
+    event: Event,
+    delivery_id: str,
+    catalogue: Catalogue,
+    *,
+    now: datetime,
+    timestamp: int,
+) -> RenderedRequest:
+    """The body and headers of one attempt of *delivery_id*, signed at *timestamp*."""
+    contract = get_contract(endpoint.contract)
+    context = AttemptContext(delivery_id=delivery_id, keys=signing_keys(endpoint, now),
+                             timestamp=timestamp, auth_header=endpoint.auth_header)
+    rendered = contract.render(event_view(event, catalogue), context)
+    return with_static_headers(rendered, endpoint.headers or {})

@@ -120,6 +120,12 @@ def endpoints_add(
     timeout: Annotated[float | None, typer.Option(help="Read timeout, seconds.")] = None,
     max_attempts: Annotated[int | None, typer.Option(help="Attempts in all.")] = None,
     description: Annotated[str | None, typer.Option()] = None,
+    header: Annotated[list[str] | None, typer.Option(
+        help="Static header 'Name: value' sent on every delivery; repeatable.")] = None,
+    auth_header: Annotated[str | None, typer.Option(
+        help="cr3dentials: the header carrying the secret (default X-API-Key).")] = None,
+    secret: Annotated[str | None, typer.Option(
+        help="Keep an existing secret instead of generating one.")] = None,
 ) -> None:
     """Subscribe a URL; prints the endpoint id and its signing secret (shown once)."""
     hl = hookline_for(load_settings())
@@ -128,11 +134,44 @@ def endpoints_add(
             hl.sessions, hl.catalogue, tenant=tenant, url=url,
             events=[e for e in events.split(",") if e.strip()], contract=contract,
             timeout_seconds=timeout, max_attempts=max_attempts, description=description,
+            headers=_parse_headers(header or []), auth_header=auth_header, secret=secret,
         )
     except HooklineError as exc:
         fail(str(exc))
     out.print(f"endpoint {created.endpoint.id}")
     out.print(f"secret   {created.secret}")
+    out.print("[dim]The secret is shown once: store it now.[/]")
+
+
+def _parse_headers(values: list[str]) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    for value in values:
+        name, sep, text = value.partition(":")
+        if not sep:
+            fail(f"--header {value!r}: expected 'Name: value'")
+        headers[name.strip()] = text.strip()
+    return headers
+
+
+@endpoints_cli.command("rotate-secret")
+def endpoints_rotate_secret(
+    endpoint_id: str,
+    grace: Annotated[float | None, typer.Option(
+        help="Hours the old secret keeps signing too (default HOOKLINE_ROTATION_GRACE_SECONDS).")] = None,
+) -> None:
+    """Give an endpoint a new secret; prints it once. The old one signs too until the grace ends."""
+    settings = load_settings()
+    hl = hookline_for(settings)
+    hours = grace if grace is not None else settings.rotation_grace_seconds / 3600
+    try:
+        rotated = admin.rotate_secret(hl.sessions, endpoint_id, grace=timedelta(hours=hours))
+    except HooklineError as exc:
+        fail(str(exc))
+    out.print(f"secret   {rotated.secret}")
+    if rotated.previous_valid_until is not None:
+        out.print(f"the previous secret keeps signing until {rotated.previous_valid_until.isoformat()}")
+    else:
+        out.print("the previous secret no longer signs")
     out.print("[dim]The secret is shown once: store it now.[/]")
 
 
@@ -144,12 +183,12 @@ def endpoints_list(tenant: Annotated[str | None, typer.Option()] = None) -> None
         rows = admin.list_endpoints(hl.sessions, tenant)
     except HooklineError as exc:
         fail(str(exc))
-    table = Table("id", "tenant", "url", "events", "enabled", "partition")
+    table = Table("id", "tenant", "url", "contract", "events", "enabled", "partition")
     from app.partitioning import partition_for
 
     for ep in rows:
         state = "yes" if ep.enabled else f"no ({ep.disabled_reason})"
-        table.add_row(ep.id, ep.tenant_id, ep.url, ",".join(ep.event_types), state,
+        table.add_row(ep.id, ep.tenant_id, ep.url, ep.contract, ",".join(ep.event_types), state,
                       str(partition_for(ep.id, hl.settings.partitions)))
     out.print(table)
 

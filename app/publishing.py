@@ -51,6 +51,16 @@ def encode_payload(data: Any, limit: int) -> dict[str, Any]:
     return decoded
 
 
+def implied_idempotency_key(field_name: str | None, payload: Mapping[str, Any]) -> str | None:
+    """The key an event type derives from its data (Cr3dentials: ``sessionId:<id>``)."""
+    if field_name is None:
+        return None
+    value = payload.get(field_name)
+    if isinstance(value, bool) or not isinstance(value, str | int) or value == "":
+        raise InvalidPayload(f"data.{field_name} is required for this event type (its idempotency key)")
+    return f"{field_name}:{value}"
+
+
 def resolve_tenant(session: Session, ref: str) -> Tenant:
     """A tenant by id or by name."""
     tenant = session.get(Tenant, ref) or session.scalar(select(Tenant).where(Tenant.name == ref))
@@ -72,8 +82,10 @@ def publish(
     idempotency_key: str | None = None,
 ) -> PublishResult:
     """Record an event for *tenant*, fan it out to matching endpoints and enqueue them."""
-    catalogue.require(event_type)
+    declared = catalogue.require(event_type)
     payload = encode_payload(data, max_payload_bytes)
+    if idempotency_key is None:
+        idempotency_key = implied_idempotency_key(declared.idempotency_field, payload)
     if idempotency_key is not None and not (0 < len(idempotency_key) <= MAX_IDEMPOTENCY_KEY_LENGTH):
         raise InputError(f"idempotency key must be 1 to {MAX_IDEMPOTENCY_KEY_LENGTH} characters")
     now = utcnow()

@@ -66,6 +66,10 @@ class Settings(BaseSettings):
     task_batch: int = Field(default=20, ge=1, le=500, description="Deliveries per task, at most.")
 
     max_payload_bytes: int = Field(default=256 * 1024, ge=1024)
+    rotation_grace_seconds: float = Field(
+        default=24 * 3600, ge=0, le=30 * 24 * 3600,
+        description="How long a rotated-out secret keeps signing next to the new one.",
+    )
     response_excerpt_bytes: int = Field(default=1024, ge=0, le=65536)
 
     worker_pool: Literal["threads", "prefork", "solo"] = "threads"

@@ -120,6 +120,37 @@ def vectors() -> list[dict[str, Any]]:
     return out
 
 
-if __name__ == "__main__":
-    OUT.write_text(json.dumps(vectors(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+def page_section(contract: str, all_vectors: list[dict[str, Any]]) -> str:
+    """The golden-vector section of a contract's docs page, between its markers."""
+    parts = [f"<!-- vectors:begin {contract} -->",
+             "Generated from [vectors.json](vectors.json) by `python docs/contracts/vectors.py`. "
+             "Verify with `now` set to the vector's timestamp.", ""]
+    for vector in (v for v in all_vectors if v["contract"] == contract):
+        shown = {key: vector[key] for key in ("secret", "previous_secret", "timestamp", "delivery_id")}
+        shown["body"] = vector["body"]
+        shown["headers"] = vector["headers"]
+        parts += [f"### `{vector['name']}`", "", "```json",
+                  json.dumps(shown, indent=2, ensure_ascii=False), "```", ""]
+    parts.append("<!-- vectors:end -->")
+    return "\n".join(parts)
+
+
+def fill_page(text: str, contract: str, all_vectors: list[dict[str, Any]]) -> str:
+    begin = text.index(f"<!-- vectors:begin {contract} -->")
+    end = text.index("<!-- vectors:end -->", begin) + len("<!-- vectors:end -->")
+    return text[:begin] + page_section(contract, all_vectors) + text[end:]
+
+
+def main() -> None:
+    all_vectors = vectors()
+    OUT.write_text(json.dumps(all_vectors, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     print(f"wrote {OUT}")
+    for contract in EVENTS:
+        page = OUT.with_name(f"{contract}.md")
+        page.write_text(fill_page(page.read_text(encoding="utf-8"), contract, all_vectors),
+                        encoding="utf-8")
+        print(f"wrote {page}")
+
+
+if __name__ == "__main__":
+    main()

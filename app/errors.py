@@ -11,7 +11,8 @@
     │   ├── InvalidPayload          not a JSON object, or not serialisable
     │   ├── PayloadTooLarge
     │   ├── InvalidEndpointURL
-    │   └── InvalidSelection        e.g. a requeue with neither ids nor --all
+    │   ├── InvalidSelection        e.g. a requeue with neither ids nor --all
+    │   └── InvalidWatch            a change-feed watch that cannot work as declared
     ├── ConfigurationError          settings that cannot work together
     └── DeliveryFailure             the outcome of one attempt that did not succeed
         ├── RetryableFailure        408, 429, 5xx, connection errors, timeouts
@@ -72,6 +73,10 @@ class InvalidEndpointConfig(InputError):
 
 class InvalidSelection(InputError):
     """A management command was given a selection it cannot act on."""
+
+
+class InvalidWatch(InputError):
+    """A watch or polling-watcher declaration that cannot work (unmapped model, unknown column…)."""
 
 
 class ConfigurationError(HooklineError):

@@ -4,6 +4,10 @@ Starts what it needs (the embedded Redis unless a broker is configured, a worker
 the sweeper schedule, Flower, and a loopback receiver that verifies every signature
 and dedupes on event id), publishes sample CrewPass events, shows progress, prints a
 summary and shuts everything down. Bounded by ``--events`` unless ``--forever``.
+
+The receiver is plain http on 127.0.0.1, which the egress policy refuses by default,
+so the demo allows plain http and adds 127.0.0.1 to ``HOOKLINE_EGRESS_ALLOW`` for its
+own processes (keeping whatever the environment already allows).
 """
 
 from __future__ import annotations
@@ -35,6 +39,8 @@ from config.settings import Settings, get_settings
 #: Settings the demo uses unless the environment already sets them: quick retries.
 DEMO_DEFAULTS = {"HOOKLINE_RETRY_BASE_SECONDS": "1", "HOOKLINE_RETRY_JITTER": "0.1",
                  "HOOKLINE_SWEEP_INTERVAL": "1", "HOOKLINE_LOG_LEVEL": "WARNING"}
+#: Where the demo's receiver listens; the only network the demo adds to the allow-list.
+DEMO_RECEIVER_NETWORK = "127.0.0.1/32"
 
 CREW_EVENTS = [
     ("crew.document.processed", lambda i: {"crew_id": f"crw_{i % 7}", "document_id": f"doc_{i}",
@@ -82,13 +88,23 @@ def _verifier(secret: str, contract: str = "crewpass") -> Verifier:
     return check
 
 
+def receiver_access(settings: Settings) -> dict[str, str]:
+    """The variables that let deliveries reach the demo's loopback receiver over plain http."""
+    allowed = [*settings.egress_allow]
+    if DEMO_RECEIVER_NETWORK not in allowed:
+        allowed.append(DEMO_RECEIVER_NETWORK)
+    return {"HOOKLINE_ALLOW_HTTP": "true", "HOOKLINE_EGRESS_ALLOW": ",".join(allowed)}
+
+
 def run_demo(settings: Settings, *, events: int, rate: float, forever: bool, with_flower: bool,
              timeout: float, console: Console) -> int:
     env = dict(os.environ)
     for key, value in DEMO_DEFAULTS.items():
         env.setdefault(key, value)
+    access = receiver_access(settings)
+    env.update(access)
     env["HOOKLINE_DATA_DIR"] = str(settings.data_dir.resolve())
-    os.environ.update({k: env[k] for k in DEMO_DEFAULTS})
+    os.environ.update({k: env[k] for k in DEMO_DEFAULTS} | access)
     settings = get_settings(data_dir=settings.data_dir.resolve())
     settings.data_dir.mkdir(parents=True, exist_ok=True)
 
@@ -104,11 +120,13 @@ def run_demo(settings: Settings, *, events: int, rate: float, forever: bool, wit
         run_name = f"demo-{time.strftime('%Y%m%d-%H%M%S')}-{random.randrange(1000)}"
         tenant = admin.create_tenant(hl.sessions, run_name)
         ok = admin.add_endpoint(hl.sessions, hl.catalogue, tenant=tenant.id,
-                                url=receiver.url("/partner"), events=["*"])
+                                url=receiver.url("/partner"), events=["*"], policy=hl.egress_policy)
         flaky = admin.add_endpoint(hl.sessions, hl.catalogue, tenant=tenant.id,
-                                   url=receiver.url("/flaky"), events=["crew.compliance.changed"])
+                                   url=receiver.url("/flaky"), events=["crew.compliance.changed"],
+                                   policy=hl.egress_policy)
         reject = admin.add_endpoint(hl.sessions, hl.catalogue, tenant=tenant.id,
-                                    url=receiver.url("/reject"), events=["crew.profile.updated"])
+                                    url=receiver.url("/reject"), events=["crew.profile.updated"],
+                                    policy=hl.egress_policy)
         receiver.route("/partner", Route(verify=_verifier(ok.secret)))
         receiver.route("/flaky", Route(statuses=[503, 200], verify=_verifier(flaky.secret)))
         receiver.route("/reject", Route(statuses=[400], verify=_verifier(reject.secret)))

@@ -11,6 +11,8 @@
     │   ├── InvalidPayload          not a JSON object, or not serialisable
     │   ├── PayloadTooLarge
     │   ├── InvalidEndpointURL
+    │   │   └── BlockedDestination  http:// when not allowed, or an address deliveries may
+    │   │                           not reach (loopback, private, metadata, ...)
     │   ├── InvalidSelection        e.g. a requeue with neither ids nor --all
     │   └── InvalidWatch            a change-feed watch that cannot work as declared
     ├── ConfigurationError          settings that cannot work together
@@ -65,6 +67,19 @@ class PayloadTooLarge(InputError):
 
 class InvalidEndpointURL(InputError):
     """An endpoint URL that is not an absolute http(s) URL with a host."""
+
+
+class BlockedDestination(InvalidEndpointURL):
+    """A destination the egress policy refuses (see :mod:`app.egress`).
+
+    Raised when an endpoint is registered with such a URL, and when a hostname
+    resolves to such an address at delivery time; the transport records the latter
+    as a permanent failure and the delivery is dead-lettered ``blocked_destination``.
+    """
+
+    def __init__(self, message: str, *, address: str | None = None) -> None:
+        super().__init__(message)
+        self.address = address
 
 
 class InvalidEndpointConfig(InputError):

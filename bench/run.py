@@ -436,6 +436,8 @@ def hookline_runs(args: argparse.Namespace, pg_url: str, prefix: str, workdir: P
         database_url=pg_url, broker_url=args.redis_url, broker_key_prefix=prefix,
         data_dir=workdir, log_level="WARNING", worker_concurrency=args.concurrency,
         worker_pool=args.pool,
+        # The sink is plain http on 127.0.0.1, which the egress policy refuses by default.
+        allow_http=True, egress_allow=["127.0.0.1/32"],
     )
     hl = Hookline(settings)
     env = child_env(settings)
@@ -505,7 +507,8 @@ def setup_endpoints(hl: Hookline, sink: Sink, partitions: int) -> list[dict[str,
         tenant = admin.create_tenant(hl.sessions, f"bench-{run}-{i}")
         for attempt in range(20):
             created = admin.add_endpoint(hl.sessions, hl.catalogue, tenant=tenant.id,
-                                         url=sink.url(f"/hookline/{i}"), events=[EVENT_TYPE])
+                                         url=sink.url(f"/hookline/{i}"), events=[EVENT_TYPE],
+                                         policy=hl.egress_policy)
             partition = partition_for(created.endpoint.id, partitions)
             if partition not in used or len(used) >= partitions or attempt == 19:
                 used.add(partition)

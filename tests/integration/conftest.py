@@ -42,6 +42,8 @@ FAST = {
     "connect_timeout": 1.0, "read_timeout": 3.0, "worker_concurrency": 4,
     "broker_countdown_max": 30.0, "log_level": "INFO",
 }
+#: The receivers are plain http on loopback, which the egress policy refuses by default.
+LOOPBACK_RECEIVERS: dict[str, Any] = {"allow_http": True, "egress_allow": ["127.0.0.0/8", "::1/128"]}
 
 
 def _unavailable(what: str, exc: Exception) -> None:
@@ -171,7 +173,7 @@ def make_stack(pg_url: str, redis_prefix: str, tmp_path: Path
     def make(**overrides: Any) -> Stack:
         options: dict[str, Any] = {
             "database_url": pg_url, "broker_url": REDIS_URL, "broker_key_prefix": redis_prefix,
-            "data_dir": tmp_path, **FAST, **overrides,
+            "data_dir": tmp_path, **FAST, **LOOPBACK_RECEIVERS, **overrides,
         }
         settings = get_settings(**options)
         stack = Stack(settings, env_for(settings))

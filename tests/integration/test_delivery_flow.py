@@ -25,7 +25,8 @@ def subscribe(stack: Stack, receiver: Receiver, path: str, route: Route | None =
     if not stack.sql("SELECT id FROM tenants WHERE name = 'acme'"):
         admin.create_tenant(sessions, "acme")
     created = admin.add_endpoint(sessions, stack.hookline.catalogue, tenant="acme",
-                                 url=receiver.url(path), events=list(events), **options)  # type: ignore[arg-type]
+                                 url=receiver.url(path), events=list(events),
+                                 policy=stack.hookline.egress_policy, **options)  # type: ignore[arg-type]
     secret = created.secret
     chosen = route or Route()
     chosen.verify = lambda headers, body: crewpass_signature_ok(secret, headers, body)

@@ -24,6 +24,7 @@ from app.catalogue import Catalogue, default_catalogue
 from app.classification import TransportError
 from app.db import create_engine_for, session_factory, transaction, upgrade
 from app.dispatch import Dispatcher
+from app.egress import egress_policy_from
 from app.models import Attempt, Base, Delivery, Endpoint, Event, Tenant
 from app.publishing import PublishResult, publish
 from app.transport import HttpResult
@@ -166,6 +167,7 @@ class Harness:
     def endpoint(self, tenant: Tenant | str, *, events: Sequence[str] = ("*",),
                  url: str = "https://receiver.example/hooks", **options: Any) -> Endpoint:
         ref = tenant.id if isinstance(tenant, Tenant) else tenant
+        options.setdefault("policy", egress_policy_from(self.settings))
         return admin.add_endpoint(self.sessions, self.catalogue, tenant=ref, url=url,
                                   events=list(events), **options).endpoint
 

@@ -43,7 +43,7 @@ class TestHttpStatus:
 
 
 class TestNoStatus:
-    """Without a status the transport error decides: only an unsendable request is permanent."""
+    """Without a status the transport error decides: an unsendable or blocked request is permanent."""
 
     @pytest.mark.parametrize(
         ("error", "verdict"),
@@ -53,6 +53,7 @@ class TestNoStatus:
             (TransportError.PROTOCOL, Verdict.RETRY),
             (None, Verdict.RETRY),
             (TransportError.INVALID_REQUEST, Verdict.PERMANENT),
+            (TransportError.BLOCKED, Verdict.PERMANENT),
         ],
     )
     def test_transport_error_verdicts(self, error: TransportError | None, verdict: Verdict) -> None:

@@ -242,6 +242,20 @@ class TestDeadLetters:
         assert (row.state, row.dead_reason) == (DeliveryState.DEAD, "permanent_error")
         assert row.last_error == "InvalidURL: bad"
 
+    def test_a_blocked_destination_is_dead_at_once_and_never_retried(self, h: Harness) -> None:
+        delivery_id, _ = one_delivery(h)
+        run, transport = service(h, transport_error(
+            TransportError.BLOCKED, "BlockedDestination",
+            "destination refused: receiver.example resolves to 10.0.0.5, which is a private address"))
+        outcome = run.run([delivery_id])
+        assert outcome.dead == [(delivery_id, DeadReason.BLOCKED_DESTINATION)]
+        assert outcome.retries == [] and outcome.parked == []
+        row = h.delivery(delivery_id)
+        assert (row.state, row.dead_reason, row.attempt_count) == (
+            DeliveryState.DEAD, "blocked_destination", 1)
+        assert row.last_error is not None and "10.0.0.5" in row.last_error
+        assert len(transport.calls) == 1 and len(h.attempts(delivery_id)) == 1
+
     def test_a_410_disables_the_endpoint_and_dead_letters_the_rest_of_the_batch(
         self, h: Harness
     ) -> None:

@@ -189,3 +189,57 @@ class TestAsEnvironment:
         for key, value in original.as_environment().items():
             monkeypatch.setenv(key, value)
         assert get_settings() == original
+
+
+class TestEgressSettings:
+    """Destination safety is strict unless the deployment says otherwise, and says it clearly."""
+
+    def test_by_default_only_https_to_public_addresses_without_a_proxy(self) -> None:
+        settings = get_settings()
+        assert (settings.allow_http, settings.egress_allow, settings.egress_proxy) == (False, [], None)
+
+    @pytest.mark.parametrize("given", ["127.0.0.0/8, ::1", '["127.0.0.0/8", "::1"]',
+                                       "127.0.0.0/8,,::1/128,"])
+    def test_the_allow_list_is_comma_separated_or_json(self, monkeypatch: pytest.MonkeyPatch,
+                                                       given: str) -> None:
+        monkeypatch.setenv("HOOKLINE_EGRESS_ALLOW", given)
+        assert get_settings().egress_allow == ["127.0.0.0/8", "::1/128"]
+
+    @pytest.mark.parametrize("given", ["localhost", "10.0.0.1/8", "300.0.0.0/8", "[1,2"])
+    def test_an_allow_list_entry_that_is_not_a_network_is_refused(
+        self, monkeypatch: pytest.MonkeyPatch, given: str
+    ) -> None:
+        monkeypatch.setenv("HOOKLINE_EGRESS_ALLOW", given)
+        with pytest.raises(ValidationError, match="egress_allow"):
+            get_settings()
+
+    def test_plain_http_is_allowed_by_a_flag(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv("HOOKLINE_ALLOW_HTTP", "true")
+        assert get_settings().allow_http
+
+    @pytest.mark.parametrize("given", ["http://proxy.internal:3128", "https://u:p@proxy.internal"])
+    def test_an_http_or_https_proxy_is_accepted(self, monkeypatch: pytest.MonkeyPatch,
+                                                given: str) -> None:
+        monkeypatch.setenv("HOOKLINE_EGRESS_PROXY", given)
+        assert get_settings().egress_proxy == given
+
+    def test_an_empty_proxy_means_none(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv("HOOKLINE_EGRESS_PROXY", "")
+        assert get_settings().egress_proxy is None
+
+    @pytest.mark.parametrize("given", ["socks5://proxy.internal:1080", "proxy.internal:3128",
+                                       "http://:3128", "http://proxy.internal:99999"])
+    def test_any_other_proxy_is_refused(self, monkeypatch: pytest.MonkeyPatch, given: str) -> None:
+        monkeypatch.setenv("HOOKLINE_EGRESS_PROXY", given)
+        with pytest.raises(ValidationError, match="HOOKLINE_EGRESS_PROXY"):
+            get_settings()
+
+    def test_the_egress_settings_survive_a_round_trip_through_the_environment(
+        self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    ) -> None:
+        original = get_settings(data_dir=tmp_path, allow_http=True, egress_allow=["127.0.0.0/8", "::1"],
+                                egress_proxy="http://127.0.0.1:3128")
+        for key, value in original.as_environment().items():
+            monkeypatch.setenv(key, value)
+        assert get_settings() == original
+        assert original.egress_allow == ["127.0.0.0/8", "::1/128"]

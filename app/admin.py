@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from urllib.parse import urlsplit
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -21,35 +21,43 @@ from app.contracts import (
 )
 from app.contracts.cr3dentials import DEFAULT_AUTH_HEADER
 from app.db import transaction
+from app.egress import EgressPolicy
 from app.errors import InputError, InvalidEndpointConfig, InvalidEndpointURL, UnknownEndpoint
 from app.ids import new_id
 from app.matching import validate_filters
-from app.models import Endpoint, Tenant, utcnow
-from app.publishing import resolve_tenant
+from app.models import (
+    CLAIMABLE_STATES,
+    DeadReason,
+    Delivery,
+    DeliveryState,
+    Endpoint,
+    Environment,
+    Tenant,
+    utcnow,
+)
+from app.publishing import check_environment, resolve_tenant
 
 MAX_URL_LENGTH = 2048
 #: The longest a rotated-out secret may keep signing.
 MAX_ROTATION_GRACE = timedelta(days=30)
 
 
-def validate_endpoint_url(url: str) -> str:
-    """An absolute http(s) URL with a host, or ``InvalidEndpointURL``."""
+def validate_endpoint_url(url: str, policy: EgressPolicy | None = None) -> str:
+    """The URL, if *policy* (strict by default) accepts it; else ``InvalidEndpointURL``.
+
+    https:// only unless the policy allows plain http, and an IP literal must be an
+    address deliveries may reach (``BlockedDestination`` otherwise). A hostname is
+    not resolved here: each delivery resolves it and checks every address it gets.
+    """
     if not isinstance(url, str) or not url.strip():
         raise InvalidEndpointURL("endpoint URL is empty")
     url = url.strip()
     if len(url) > MAX_URL_LENGTH:
         raise InvalidEndpointURL(f"endpoint URL is longer than {MAX_URL_LENGTH} characters")
-    try:
-        parts = urlsplit(url)
-        _ = parts.port
-    except ValueError as exc:
-        raise InvalidEndpointURL(f"endpoint URL {url!r} is malformed: {exc}") from None
-    if parts.scheme not in ("http", "https"):
-        raise InvalidEndpointURL(f"endpoint URL {url!r} must use http:// or https://")
-    if not parts.hostname:
-        raise InvalidEndpointURL(f"endpoint URL {url!r} has no host")
-    if parts.username or parts.password:
-        raise InvalidEndpointURL("endpoint URL must not carry credentials")
+    policy = policy or EgressPolicy()
+    destination = policy.check_url(url)
+    if destination.address is not None:
+        policy.check_address(destination.address)
     return url
 
 
@@ -91,35 +99,130 @@ def add_endpoint(
     secret: str | None = None,
     headers: Mapping[str, str] | None = None,
     auth_header: str | None = None,
+    policy: EgressPolicy | None = None,
+    environment: str = Environment.PRODUCTION,
+    enabled: bool = True,
 ) -> NewEndpoint:
     """Register a subscriber; the returned secret is shown once and never again.
 
     *secret* keeps an existing secret (a receiver moving to Hookline); by default one
     is generated in the contract's format. *headers* are static extra headers sent on
     every delivery; *auth_header* names the ``cr3dentials`` credential header.
+    *policy* is the deployment's egress policy (``egress_policy_from(settings)``);
+    without one, the strict default applies.
     """
-    url = validate_endpoint_url(url)
+    url = validate_endpoint_url(url, policy)
     filters = validate_filters(events, catalogue)
     chosen = get_contract(contract)
     auth_header, static = contract_options(chosen, headers, auth_header)
     if secret is not None:
         chosen.validate_secret(secret)
-    if timeout_seconds is not None and not (0 < timeout_seconds <= 300):
-        raise InputError("timeout must be between 0 and 300 seconds")
-    if max_attempts is not None and not (1 <= max_attempts <= 50):
-        raise InputError("max attempts must be between 1 and 50")
+    check_limits(timeout_seconds, max_attempts)
+    environment = check_environment(environment)
     secret = secret if secret is not None else chosen.generate_secret()
     now = utcnow()
     with transaction(sessions) as session:
         owner = resolve_tenant(session, tenant)
         endpoint = Endpoint(
-            id=new_id("ep"), tenant_id=owner.id, url=url, event_types=filters, enabled=True,
+            id=new_id("ep"), tenant_id=owner.id, url=url, event_types=filters, enabled=enabled,
             contract=chosen.name, secret=secret, timeout_seconds=timeout_seconds,
             max_attempts=max_attempts, description=description, created_at=now, updated_at=now,
-            headers=static, auth_header=auth_header,
+            headers=static, auth_header=auth_header, environment=environment,
+            disabled_reason=None if enabled else "created disabled",
         )
         session.add(endpoint)
     return NewEndpoint(endpoint=endpoint, secret=secret)
+
+
+def check_limits(timeout_seconds: float | None, max_attempts: int | None) -> None:
+    if timeout_seconds is not None and not (0 < timeout_seconds <= 300):
+        raise InputError("timeout must be between 0 and 300 seconds")
+    if max_attempts is not None and not (1 <= max_attempts <= 50):
+        raise InputError("max attempts must be between 1 and 50")
+
+
+#: Endpoint fields a PATCH may change.
+UPDATABLE = frozenset({"url", "events", "enabled", "contract", "environment", "headers",
+                       "auth_header", "timeout_seconds", "max_attempts", "description"})
+
+
+def update_endpoint(
+    sessions: sessionmaker[Session],
+    catalogue: Catalogue,
+    endpoint_id: str,
+    changes: Mapping[str, Any],
+    *,
+    tenant: str | None = None,
+    policy: EgressPolicy | None = None,
+) -> NewEndpoint:
+    """Apply the given fields (absent ones stay as they are) and return the endpoint.
+
+    Enabling re-activates an endpoint switched off by a 410 or an operator. Changing
+    the contract issues a new secret in the new contract's format, returned in
+    ``NewEndpoint.secret`` (otherwise that is empty: secrets are shown once).
+    """
+    unknown = set(changes) - UPDATABLE
+    if unknown:
+        raise InputError(f"cannot change {', '.join(sorted(unknown))}")
+    with transaction(sessions) as session:
+        endpoint = _endpoint_for(session, endpoint_id, tenant)
+        new_secret = ""
+        chosen = get_contract(changes.get("contract", endpoint.contract))
+        if "url" in changes:
+            endpoint.url = validate_endpoint_url(changes["url"], policy)
+        if "events" in changes:
+            endpoint.event_types = validate_filters(changes["events"], catalogue)
+        if "contract" in changes and chosen.name != endpoint.contract:
+            endpoint.contract = chosen.name
+            new_secret = endpoint.secret = chosen.generate_secret()
+            endpoint.previous_secret = endpoint.previous_secret_expires_at = None
+            if chosen.name != "cr3dentials":
+                endpoint.auth_header = None
+        if {"headers", "auth_header", "contract"} & set(changes):
+            auth = changes.get("auth_header", endpoint.auth_header)
+            headers = changes.get("headers", endpoint.headers)
+            endpoint.auth_header, endpoint.headers = contract_options(chosen, headers, auth)
+        if "environment" in changes:
+            endpoint.environment = check_environment(changes["environment"])
+        timeout = changes.get("timeout_seconds", endpoint.timeout_seconds)
+        attempts = changes.get("max_attempts", endpoint.max_attempts)
+        check_limits(timeout, attempts)
+        endpoint.timeout_seconds, endpoint.max_attempts = timeout, attempts
+        if "description" in changes:
+            endpoint.description = changes["description"]
+        if "enabled" in changes:
+            endpoint.enabled = bool(changes["enabled"])
+            endpoint.disabled_reason = None if endpoint.enabled else "disabled through the API"
+        endpoint.updated_at = utcnow()
+        session.flush()
+        return NewEndpoint(endpoint=endpoint, secret=new_secret)
+
+
+def delete_endpoint(sessions: sessionmaker[Session], endpoint_id: str, *,
+                    tenant: str | None = None) -> list[str]:
+    """Stop all future deliveries to an endpoint; dead-letter those still waiting.
+
+    The row stays (marked deleted, hidden from lists) so that its delivery log and
+    dead letters keep their history. Waiting deliveries end as dead letters with
+    reason ``endpoint_deleted``; one in flight finishes its attempt and then ends the
+    same way. Returns the ids dead-lettered now.
+    """
+    now = utcnow()
+    with transaction(sessions) as session:
+        endpoint = _endpoint_for(session, endpoint_id, tenant)
+        endpoint.deleted_at = now
+        endpoint.enabled = False
+        endpoint.disabled_reason = "deleted"
+        endpoint.updated_at = now
+        return list(session.scalars(
+            update(Delivery)
+            .where(Delivery.endpoint_id == endpoint.id, Delivery.state.in_(CLAIMABLE_STATES))
+            .values(state=DeliveryState.DEAD, dead_reason=DeadReason.ENDPOINT_DELETED,
+                    dead_at=now, queued_at=None, lease_expires_at=None, updated_at=now,
+                    last_error="endpoint deleted")
+            .returning(Delivery.id)
+            .execution_options(synchronize_session=False)
+        ))
 
 
 def contract_options(
@@ -180,18 +283,20 @@ def rotate_secret(
 
 
 def list_endpoints(sessions: sessionmaker[Session], tenant: str | None = None) -> list[Endpoint]:
+    """Live endpoints (not deleted, not one-off destinations), oldest first."""
     with transaction(sessions) as session:
-        query = select(Endpoint).order_by(Endpoint.created_at)
+        query = (select(Endpoint).where(Endpoint.deleted_at.is_(None), Endpoint.one_off.is_(False))
+                 .order_by(Endpoint.created_at))
         if tenant is not None:
             query = query.where(Endpoint.tenant_id == resolve_tenant(session, tenant).id)
         return list(session.scalars(query))
 
 
 def _endpoint_for(session: Session, endpoint_id: str, tenant: str | None) -> Endpoint:
-    """The endpoint *endpoint_id*, only if it belongs to *tenant* when one is given."""
+    """The live endpoint *endpoint_id*, only if it belongs to *tenant* when one is given."""
     endpoint = session.get(Endpoint, endpoint_id)
-    if endpoint is None or (tenant is not None
-                            and endpoint.tenant_id != resolve_tenant(session, tenant).id):
+    if endpoint is None or endpoint.deleted_at is not None or (
+            tenant is not None and endpoint.tenant_id != resolve_tenant(session, tenant).id):
         raise UnknownEndpoint(endpoint_id)
     return endpoint
 

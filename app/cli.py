@@ -91,13 +91,43 @@ def db_upgrade(revision: str = "head") -> None:
 # -- tenants ----------------------------------------------------------------------------
 @tenants_cli.command("create")
 def tenants_create(name: str) -> None:
-    """Create a tenant."""
+    """Create a tenant; prints its management API key once."""
+    from app.apikeys import create_api_key
+
     hl = hookline_for(load_settings())
     try:
         tenant = admin.create_tenant(hl.sessions, name)
+        key = create_api_key(hl.sessions, tenant.id)
     except HooklineError as exc:
         fail(str(exc))
-    out.print(f"tenant {tenant.id} {tenant.name}")
+    out.print(f"tenant   {tenant.id} {tenant.name}")
+    out.print(f"api key  {key.key}")
+    out.print("[dim]The API key is shown once (only its hash is stored): send it as X-API-KEY.[/]")
+
+
+@tenants_cli.command("new-key")
+def tenants_new_key(tenant: str) -> None:
+    """Issue another API key for a tenant (id or name); prints it once."""
+    from app.apikeys import create_api_key
+
+    hl = hookline_for(load_settings())
+    try:
+        key = create_api_key(hl.sessions, tenant)
+    except HooklineError as exc:
+        fail(str(exc))
+    out.print(f"api key  {key.key}  (id {key.id})")
+
+
+@tenants_cli.command("revoke-key")
+def tenants_revoke_key(key_id: str) -> None:
+    """Revoke an API key by its id."""
+    from app.apikeys import revoke_api_key
+
+    hl = hookline_for(load_settings())
+    if revoke_api_key(hl.sessions, key_id):
+        out.print(f"api key {key_id} revoked")
+    else:
+        fail(f"no active API key {key_id}")
 
 
 @tenants_cli.command("list")
@@ -135,6 +165,7 @@ def endpoints_add(
             events=[e for e in events.split(",") if e.strip()], contract=contract,
             timeout_seconds=timeout, max_attempts=max_attempts, description=description,
             headers=_parse_headers(header or []), auth_header=auth_header, secret=secret,
+            policy=hl.egress_policy,
         )
     except HooklineError as exc:
         fail(str(exc))
@@ -393,6 +424,47 @@ def sweep() -> None:
 
 
 @cli.command()
+def producer(
+    batch: Annotated[int | None, typer.Option(min=1, help="Outbox rows per transaction.")] = None,
+    poll_interval: Annotated[float | None, typer.Option(
+        min=0.01, help="Seconds between outbox polls when no NOTIFY wakes it sooner.")] = None,
+    once: Annotated[bool, typer.Option(
+        "--once", help="Relay what is waiting, poll each watcher until caught up, then exit.")] = False,
+    watchers: Annotated[list[str] | None, typer.Option(
+        "--watchers", help="Polling watches to run, as module.path:attribute (repeatable).")] = None,
+    listen: Annotated[bool | None, typer.Option(
+        "--listen/--no-listen", help="Wake on PostgreSQL LISTEN/NOTIFY (default: on).")] = None,
+    retry_failed: Annotated[bool, typer.Option(
+        "--retry-failed", help="First make outbox rows that failed to relay pending again.")] = False,
+) -> None:
+    """Relay the change-feed outbox to events and run polling watchers, until SIGTERM or SIGINT."""
+    import logging
+
+    from app.changefeed import Producer, load_watches, serve
+
+    settings = load_settings()
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    ensure_embedded_redis(settings)
+    hl = hookline_for(settings)
+    try:
+        runner = Producer(hl, watches=load_watches(watchers or []), batch=batch,
+                          poll_interval=poll_interval, listen=listen)
+    except HooklineError as exc:
+        fail(str(exc))
+    if retry_failed:
+        out.print(f"{runner.relay.retry_failed()} failed outbox row(s) made pending again")
+    if not once:
+        serve(runner, grace=settings.producer_shutdown_grace)
+        return
+    report = runner.run_once()
+    runner.close()
+    out.print(f"relayed {report.relayed} event(s): {report.deliveries} deliveries, "
+              f"{report.failed} failed, {report.parked} parked")
+    for name, polled in report.watchers.items():
+        out.print(f"watcher {name}: {polled.rows} row(s) read, {polled.emitted} event(s)")
+
+
+@cli.command()
 def flower(port: Annotated[int | None, typer.Option()] = None,
            address: Annotated[str, typer.Option()] = "127.0.0.1") -> None:
     """Run Flower, the live dashboard (workers send task events)."""
@@ -402,6 +474,22 @@ def flower(port: Annotated[int | None, typer.Option()] = None,
 
     create_celery_app(settings).start(["flower", f"--port={port or settings.flower_port}",
                                        f"--address={address}"])
+
+
+@cli.command("api")
+def api_cmd(
+    host: Annotated[str | None, typer.Option(help="Default HOOKLINE_API_HOST (127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="Default HOOKLINE_API_PORT (8000).")] = None,
+) -> None:
+    """Serve the management API (OpenAPI docs at /docs)."""
+    import uvicorn
+
+    from app.api import create_app
+
+    settings = load_settings()
+    app = create_app(hookline_for(settings))
+    uvicorn.run(app, host=host or settings.api_host, port=port or settings.api_port,
+                log_level=settings.log_level.lower(), proxy_headers=False)
 
 
 @cli.command()

@@ -7,6 +7,7 @@ and :meth:`Hookline.after_fork` drops what must not cross a fork.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from functools import cached_property
 from typing import Any
@@ -15,10 +16,12 @@ import redis
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from app.admin import validate_endpoint_url
 from app.catalogue import Catalogue, default_catalogue
 from app.db import create_engine_for, session_factory
 from app.delivery import DeliveryService
 from app.dispatch import Dispatcher, TaskSender
+from app.egress import EgressPolicy, egress_policy_from
 from app.embedded import ensure_embedded_redis
 from app.publishing import PublishResult, publish
 from app.sweeper import Sweeper
@@ -65,12 +68,17 @@ class Hookline:
                           task_batch=self.settings.task_batch)
 
     @cached_property
+    def egress_policy(self) -> EgressPolicy:
+        return egress_policy_from(self.settings)
+
+    @cached_property
     def transport(self) -> Transport:
         if self._transport is not None:
             return self._transport
         return RequestsTransport(user_agent=self.settings.user_agent,
                                  excerpt_bytes=self.settings.response_excerpt_bytes,
-                                 pool_size=max(10, self.settings.worker_concurrency))
+                                 pool_size=max(10, self.settings.worker_concurrency),
+                                 policy=self.egress_policy, proxy=self.settings.egress_proxy)
 
     @cached_property
     def deliveries(self) -> DeliveryService:
@@ -100,9 +108,20 @@ class Hookline:
     # -- the producer API -------------------------------------------------------------
     def publish(self, tenant: str, event_type: str, data: Any, *,
                 occurred_at: datetime | None = None,
-                idempotency_key: str | None = None) -> PublishResult:
-        """Record *event_type* for *tenant* with payload *data* and deliver it to subscribers."""
+                idempotency_key: str | None = None,
+                environment: str = "production",
+                webhook_url: str | None = None,
+                endpoint_ids: Sequence[str] | None = None) -> PublishResult:
+        """Record *event_type* for *tenant* with payload *data* and deliver it to subscribers.
+
+        *webhook_url* sends it to that one-off destination instead (checked against the
+        egress policy); *endpoint_ids* to exactly those endpoints.
+        """
+        if webhook_url is not None:
+            webhook_url = validate_endpoint_url(webhook_url, self.egress_policy)
         return publish(self.sessions, self.dispatcher, self.catalogue, tenant=tenant,
                        event_type=event_type, data=data,
                        max_payload_bytes=self.settings.max_payload_bytes,
-                       occurred_at=occurred_at, idempotency_key=idempotency_key)
+                       occurred_at=occurred_at, idempotency_key=idempotency_key,
+                       environment=environment, webhook_url=webhook_url,
+                       endpoint_ids=endpoint_ids)

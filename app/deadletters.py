@@ -79,14 +79,18 @@ def _query(flt: DeadLetterFilter) -> Select[Delivery, Event, Endpoint]:
         query = query.where(Delivery.dead_at >= flt.since)
     if flt.tenant_id:
         query = query.where(Delivery.tenant_id == flt.tenant_id)
-    return query.order_by(Delivery.dead_at, Delivery.id)
+    return query.order_by(Delivery.id)
 
 
 def list_dead_letters(
-    sessions: sessionmaker[Session], flt: DeadLetterFilter, *, limit: int | None = None
+    sessions: sessionmaker[Session], flt: DeadLetterFilter, *, limit: int | None = None,
+    after: str | None = None,
 ) -> list[DeadLetter]:
+    """Dead letters matching *flt*, oldest delivery first; *after* is a page cursor (an id)."""
     with transaction(sessions) as session:
         query = _query(flt)
+        if after is not None:
+            query = query.where(Delivery.id > after)
         if limit is not None:
             query = query.limit(limit)
         return [
@@ -125,7 +129,10 @@ def requeue(
         if ids:
             unknown = set(ids) - {d.id for d, _, _ in rows}
             if unknown:
-                present = set(session.scalars(select(Delivery.id).where(Delivery.id.in_(unknown))))
+                visible = select(Delivery.id).where(Delivery.id.in_(unknown))
+                if flt.tenant_id:  # another tenant's ids are "no such delivery"
+                    visible = visible.where(Delivery.tenant_id == flt.tenant_id)
+                present = set(session.scalars(visible))
                 missing = sorted(unknown - present)
                 if missing:
                     raise InvalidSelection(f"no such delivery: {', '.join(missing)}")

@@ -21,7 +21,7 @@ from sqlalchemy import Table, and_, bindparam, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.catalogue import Catalogue, default_catalogue
-from app.classification import Verdict, classify
+from app.classification import TransportError, Verdict, classify
 from app.db import transaction
 from app.models import (
     CLAIMABLE_STATES,
@@ -165,6 +165,11 @@ class DeliveryService:
         for claim in claims:
             started = self.clock()
             max_attempts = claim.endpoint.max_attempts or self.settings.max_attempts
+            if claim.endpoint.deleted_at is not None:
+                updates.append(_dead(claim.delivery_id, started, DeadReason.ENDPOINT_DELETED,
+                                     None, "endpoint deleted"))
+                outcome.dead.append((claim.delivery_id, DeadReason.ENDPOINT_DELETED))
+                continue
             if not claim.endpoint.enabled or claim.endpoint.id in disable:
                 updates.append(_dead(claim.delivery_id, started, DeadReason.ENDPOINT_DISABLED,
                                      None, "endpoint is disabled"))
@@ -192,6 +197,8 @@ class DeliveryService:
                 outcome.succeeded.append(claim.delivery_id)
             elif verdict in (Verdict.PERMANENT, Verdict.PERMANENT_DISABLE):
                 reason = (DeadReason.PERMANENT_4XX if result.status is not None
+                          else DeadReason.BLOCKED_DESTINATION
+                          if result.error is TransportError.BLOCKED
                           else DeadReason.PERMANENT_ERROR)
                 updates.append(_dead(claim.delivery_id, finished, reason, result.status, error))
                 outcome.dead.append((claim.delivery_id, reason))

@@ -82,6 +82,17 @@ class DeadReason(enum.StrEnum):
     EXHAUSTED = "exhausted"
     ENDPOINT_DISABLED = "endpoint_disabled"
     PERMANENT_ERROR = "permanent_error"
+    #: The egress policy refused the destination (app/egress.py); nothing was sent.
+    BLOCKED_DESTINATION = "blocked_destination"
+    #: The endpoint was deleted while the delivery waited.
+    ENDPOINT_DELETED = "endpoint_deleted"
+
+
+class Environment(enum.StrEnum):
+    """An event reaches only the endpoints of its own environment."""
+
+    PRODUCTION = "production"
+    STAGING = "staging"
 
 
 class Base(DeclarativeBase):
@@ -94,6 +105,20 @@ class Tenant(Base):
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ApiKey(Base):
+    """A management API key: it grants one tenant; only its SHA-256 is stored."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"), index=True)
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    #: The key's first characters, to tell keys apart in listings.
+    prefix: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
 
 
 class Endpoint(Base):
@@ -115,6 +140,11 @@ class Endpoint(Base):
     headers: Mapped[dict[str, str]] = mapped_column(JSONDoc, default=dict)
     #: The header that carries the static credential (``cr3dentials``), e.g. ``X-API-Key``.
     auth_header: Mapped[str | None] = mapped_column(String(100), default=None)
+    environment: Mapped[str] = mapped_column(String(20), default=Environment.PRODUCTION)
+    #: Set by DELETE: the row stays for the delivery log, but receives nothing more.
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    #: A one-off destination created for one event (``webhookUrl``), hidden from lists.
+    one_off: Mapped[bool] = mapped_column(Boolean, default=False)
     timeout_seconds: Mapped[float | None] = mapped_column(Float, default=None)
     max_attempts: Mapped[int | None] = mapped_column(Integer, default=None)
     description: Mapped[str | None] = mapped_column(Text, default=None)
@@ -134,6 +164,7 @@ class Event(Base):
     payload: Mapped[dict[str, Any]] = mapped_column(JSONDoc)
     occurred_at: Mapped[datetime] = mapped_column(UTCDateTime)
     idempotency_key: Mapped[str | None] = mapped_column(String(200), default=None)
+    environment: Mapped[str] = mapped_column(String(20), default=Environment.PRODUCTION)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 

@@ -8,7 +8,7 @@ sweeper sends them later: a committed event is never lost.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -24,7 +24,7 @@ from app.dispatch import Dispatcher
 from app.errors import InputError, InvalidPayload, PayloadTooLarge, UnknownTenant
 from app.ids import new_id
 from app.matching import matches_any
-from app.models import Delivery, DeliveryState, Endpoint, Event, Tenant, utcnow
+from app.models import Delivery, DeliveryState, Endpoint, Environment, Event, Tenant, utcnow
 
 MAX_IDEMPOTENCY_KEY_LENGTH = 200
 
@@ -47,8 +47,20 @@ def encode_payload(data: Any, limit: int) -> dict[str, Any]:
         raise InvalidPayload(f"payload is not JSON-serialisable: {exc}") from None
     if len(encoded) > limit:
         raise PayloadTooLarge(len(encoded), limit)
+    if _has_nul(data):
+        raise InvalidPayload("payload strings may not contain NUL (\\u0000) characters")
     decoded: dict[str, Any] = json.loads(encoded)
     return decoded
+
+
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, Mapping):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return any(_has_nul(item) for item in value)
+    return False
 
 
 def implied_idempotency_key(field_name: str | None, payload: Mapping[str, Any]) -> str | None:
@@ -80,9 +92,19 @@ def publish(
     max_payload_bytes: int,
     occurred_at: datetime | None = None,
     idempotency_key: str | None = None,
+    environment: str = Environment.PRODUCTION,
+    webhook_url: str | None = None,
+    endpoint_ids: Sequence[str] | None = None,
 ) -> PublishResult:
-    """Record an event for *tenant*, fan it out to matching endpoints and enqueue them."""
+    """Record an event for *tenant*, fan it out to matching endpoints and enqueue them.
+
+    Only endpoints of the event's *environment* receive it. *webhook_url* sends the
+    event to that one-off destination instead (Cr3dentials' per-session URL), signed
+    like the tenant's oldest webhook subscribed to the type; the caller validates the
+    URL. *endpoint_ids* sends it to exactly those endpoints (a test send).
+    """
     declared = catalogue.require(event_type)
+    environment = check_environment(environment)
     payload = encode_payload(data, max_payload_bytes)
     if idempotency_key is None:
         idempotency_key = implied_idempotency_key(declared.idempotency_field, payload)
@@ -96,9 +118,13 @@ def publish(
                 existing = _existing(session, tenant_row.id, idempotency_key)
                 if existing is not None:
                     return existing
+            if webhook_url is not None:
+                endpoint_ids = [one_off_endpoint(session, tenant_row, event_type, environment,
+                                                 webhook_url, now).id]
             event, deliveries = record_event(
                 session, tenant_row, event_type, payload, now=now,
                 occurred_at=occurred_at, idempotency_key=idempotency_key,
+                environment=environment, endpoint_ids=endpoint_ids,
             )
     except IntegrityError:
         # Another publisher won the race for this idempotency key.
@@ -124,6 +150,8 @@ def record_event(
     event_id: str | None = None,
     occurred_at: datetime | None = None,
     idempotency_key: str | None = None,
+    environment: str = Environment.PRODUCTION,
+    endpoint_ids: Sequence[str] | None = None,
 ) -> tuple[Event, list[Delivery]]:
     """Write an event and one pending delivery per matching endpoint inside *session*.
 
@@ -133,12 +161,14 @@ def record_event(
     """
     event = Event(id=event_id or new_id("evt"), tenant_id=tenant.id, event_type=event_type,
                   payload=payload, occurred_at=occurred_at or now,
-                  idempotency_key=idempotency_key, created_at=now)
+                  idempotency_key=idempotency_key, environment=environment, created_at=now)
     session.add(event)
-    endpoints = session.scalars(
-        select(Endpoint).where(Endpoint.tenant_id == tenant.id, Endpoint.enabled)
-    ).all()
-    targets = [e for e in endpoints if matches_any(e.event_types, event_type)]
+    if endpoint_ids is not None:
+        targets = list(session.scalars(select(Endpoint).where(
+            Endpoint.tenant_id == tenant.id, Endpoint.id.in_(list(endpoint_ids)),
+            Endpoint.deleted_at.is_(None))))
+    else:
+        targets = subscribers(session, tenant.id, event_type, environment)
     deliveries = [
         Delivery(id=new_id("dlv"), event_id=event.id, endpoint_id=e.id,
                  tenant_id=tenant.id, state=DeliveryState.PENDING, attempt_count=0,
@@ -148,6 +178,50 @@ def record_event(
     ]
     session.add_all(deliveries)
     return event, deliveries
+
+
+def subscribers(session: Session, tenant_id: str, event_type: str,
+                environment: str) -> list[Endpoint]:
+    """The tenant's live endpoints of *environment* whose filters match *event_type*."""
+    endpoints = session.scalars(
+        select(Endpoint).where(Endpoint.tenant_id == tenant_id, Endpoint.enabled,
+                               Endpoint.deleted_at.is_(None), Endpoint.one_off.is_(False),
+                               Endpoint.environment == environment)
+        .order_by(Endpoint.created_at, Endpoint.id)
+    ).all()
+    return [e for e in endpoints if matches_any(e.event_types, event_type)]
+
+
+def one_off_endpoint(session: Session, tenant: Tenant, event_type: str, environment: str,
+                     url: str, now: datetime) -> Endpoint:
+    """A hidden endpoint for one event's one-off destination, signed like the tenant's
+    oldest webhook subscribed to *event_type* (its contract, secrets and headers)."""
+    matching = subscribers(session, tenant.id, event_type, environment)
+    if not matching:
+        raise InputError(
+            f"webhookUrl needs a {environment} webhook subscribed to {event_type!r} to sign with")
+    template = matching[0]
+    endpoint = Endpoint(
+        id=new_id("ep"), tenant_id=tenant.id, url=url, event_types=[event_type], enabled=True,
+        contract=template.contract, secret=template.secret,
+        previous_secret=template.previous_secret,
+        previous_secret_expires_at=template.previous_secret_expires_at,
+        headers=dict(template.headers or {}), auth_header=template.auth_header,
+        timeout_seconds=template.timeout_seconds, max_attempts=template.max_attempts,
+        description=f"one-off destination (signed like {template.id})",
+        environment=environment, one_off=True, created_at=now, updated_at=now,
+    )
+    session.add(endpoint)
+    session.flush()
+    return endpoint
+
+
+def check_environment(environment: str) -> str:
+    try:
+        return Environment(environment).value
+    except ValueError:
+        known = ", ".join(e.value for e in Environment)
+        raise InputError(f"unknown environment {environment!r} (known: {known})") from None
 
 
 def enqueue_or_park(

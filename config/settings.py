@@ -7,13 +7,15 @@ file and an embedded Redis in the data directory) when no server is configured.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 #: Port of the embedded Redis; away from 6379 so it never shadows a real server.
 DEFAULT_EMBEDDED_REDIS_PORT = 6399
@@ -42,6 +44,17 @@ class Settings(BaseSettings):
 
     connect_timeout: float = Field(default=5.0, gt=0, le=60)
     read_timeout: float = Field(default=30.0, gt=0, le=300)
+    allow_http: bool = Field(
+        default=False, description="Accept plain http:// endpoint URLs (development only)."
+    )
+    egress_allow: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Networks deliveries may reach although they are loopback, private or otherwise "
+        "blocked (see app/egress.py), comma-separated or a JSON list: 127.0.0.0/8,::1.",
+    )
+    egress_proxy: str | None = Field(
+        default=None, description="http(s) proxy URL every delivery goes through."
+    )
     max_attempts: int = Field(default=8, ge=1, le=50, description="Attempts in all, first one included.")
     retry_base_seconds: float = Field(default=5.0, gt=0)
     retry_multiplier: float = Field(default=4.0, ge=1)
@@ -66,6 +79,12 @@ class Settings(BaseSettings):
     task_batch: int = Field(default=20, ge=1, le=500, description="Deliveries per task, at most.")
 
     max_payload_bytes: int = Field(default=256 * 1024, ge=1024)
+    api_host: str = Field(default="127.0.0.1", description="Where `hookline api` listens.")
+    api_port: int = Field(default=8000, ge=1, le=65535)
+    api_max_request_bytes: int = Field(
+        default=512 * 1024, ge=1024,
+        description="Management API request bodies larger than this are refused with 413.",
+    )
     rotation_grace_seconds: float = Field(
         default=24 * 3600, ge=0, le=30 * 24 * 3600,
         description="How long a rotated-out secret keeps signing next to the new one.",
@@ -81,6 +100,22 @@ class Settings(BaseSettings):
         default_factory=list,
         description="Event types to accept beyond the built-in catalogue: names, or objects with "
         "name, description, scope, internal_fields and idempotency_field.",
+    )
+
+    producer_batch: int = Field(default=100, ge=1, le=10_000,
+                                description="Outbox rows the producer relays per transaction.")
+    producer_poll_interval: float = Field(
+        default=0.5, gt=0, le=60,
+        description="Seconds between outbox polls; on PostgreSQL a NOTIFY wakes the producer sooner.",
+    )
+    producer_listen: bool = Field(
+        default=True, description="On PostgreSQL, wake on LISTEN/NOTIFY instead of polling alone."
+    )
+    producer_shutdown_grace: float = Field(
+        default=10.0, gt=0, description="Seconds a stopping producer may take to finish its batch."
+    )
+    outbox_retention: float = Field(
+        default=7 * 86400, ge=0, description="Relayed outbox rows older than this are deleted; 0 keeps them."
     )
 
     @field_validator("database_url")
@@ -103,6 +138,44 @@ class Settings(BaseSettings):
             return None
         if not value.startswith(("redis://", "rediss://", "redis+socket://")):
             raise ValueError("HOOKLINE_BROKER_URL must be a redis://, rediss:// or redis+socket:// URL")
+        return value
+
+    @field_validator("egress_allow", mode="before")
+    @classmethod
+    def _split_egress_allow(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [part.strip() for part in text.split(",") if part.strip()]
+        return value
+
+    @field_validator("egress_allow")
+    @classmethod
+    def _check_egress_allow(cls, value: list[str]) -> list[str]:
+        networks: list[str] = []
+        for entry in value:
+            try:
+                networks.append(str(ipaddress.ip_network(entry.strip(), strict=True)))
+            except ValueError as exc:
+                raise ValueError(
+                    f"HOOKLINE_EGRESS_ALLOW: {entry!r} is not an IP network: {exc}") from None
+        return networks
+
+    @field_validator("egress_proxy")
+    @classmethod
+    def _check_egress_proxy(cls, value: str | None) -> str | None:
+        if value is None or value.strip() == "":
+            return None
+        value = value.strip()
+        problem = "HOOKLINE_EGRESS_PROXY must be an http:// or https:// proxy URL with a host"
+        try:
+            parts = urlsplit(value)
+            _ = parts.port
+        except ValueError:
+            raise ValueError(problem) from None
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(problem)
         return value
 
     @model_validator(mode="after")

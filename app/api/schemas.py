@@ -1,0 +1,238 @@
+"""The management API's request and response bodies: camelCase JSON, unknown fields refused."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic.alias_generators import to_camel
+
+#: Ids are a prefix and base32 (``ep_01J…``); anything else cannot name a row.
+ID_PATTERN = r"^[A-Za-z0-9_-]{1,40}$"
+#: Free text may hold anything but NUL, which no database text column stores.
+TEXT_PATTERN = r"^[^\x00]*$"
+Id = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
+Text = Annotated[str, StringConstraints(pattern=TEXT_PATTERN)]
+
+EnvironmentName = Literal["production", "staging"]
+ContractName = Literal["crewpass", "crewship", "cr3dentials", "wallet-crew", "standard-webhooks"]
+DeliveryStateName = Literal["pending", "in_flight", "retry_scheduled", "succeeded", "dead"]
+
+
+class ApiModel(BaseModel):
+    """A response body: built by field name in code, sent in camelCase."""
+
+    model_config = ConfigDict(alias_generator=to_camel, validate_by_name=True,
+                              validate_by_alias=True, serialize_by_alias=True)
+
+
+class ApiInput(BaseModel):
+    """A request body: camelCase only, unknown fields refused."""
+
+    model_config = ConfigDict(alias_generator=to_camel, validate_by_name=False,
+                              validate_by_alias=True, extra="forbid", serialize_by_alias=True)
+
+
+# -- webhooks ---------------------------------------------------------------------------
+class WebhookCreate(ApiInput):
+    endpoint: Text = Field(max_length=2048, description="The https:// URL that receives POSTs.")
+    events: list[Text] = Field(min_length=1, max_length=100,
+                              description="Exact names, 'Category:*' / 'x.y.*', or '*'.")
+    enabled: bool = True
+    contract: ContractName = "crewpass"
+    environment: EnvironmentName = "production"
+    headers: dict[Text, Text] = Field(default_factory=dict, description="Static extra headers.")
+    auth_header: Text | None = Field(default=None, max_length=100,
+                                     description="cr3dentials: the header carrying the secret.")
+    timeout_seconds: float | None = Field(default=None, gt=0, le=300)
+    max_attempts: int | None = Field(default=None, ge=1, le=50)
+    description: Text | None = Field(default=None, max_length=2000)
+    signature_secret: Text | None = Field(default=None, max_length=200,
+                                         description="Keep an existing secret instead of a new one.")
+
+
+class WebhookUpdate(ApiInput):
+    endpoint: Text | None = Field(default=None, max_length=2048)
+    events: list[Text] | None = Field(default=None, min_length=1, max_length=100)
+    enabled: bool | None = None
+    contract: ContractName | None = None
+    environment: EnvironmentName | None = None
+    headers: dict[Text, Text] | None = None
+    auth_header: Text | None = Field(default=None, max_length=100)
+    timeout_seconds: float | None = Field(default=None, gt=0, le=300)
+    max_attempts: int | None = Field(default=None, ge=1, le=50)
+    description: Text | None = Field(default=None, max_length=2000)
+
+
+class Webhook(ApiModel):
+    id: str
+    endpoint: str
+    events: list[str]
+    enabled: bool
+    disabled_reason: str | None
+    contract: str
+    environment: str
+    headers: dict[str, str]
+    auth_header: str | None
+    timeout_seconds: float | None
+    max_attempts: int | None
+    description: str | None
+    previous_secret_expires_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class WebhookWithSecret(Webhook):
+    signature_secret: str = Field(description="Shown on creation and rotation only.")
+
+
+class WebhookPage(ApiModel):
+    items: list[Webhook]
+    next_cursor: str | None
+
+
+class RotateSecret(ApiInput):
+    grace_period_seconds: int | None = Field(default=None, ge=0, le=30 * 24 * 3600)
+
+
+class RotatedSecret(ApiModel):
+    id: str
+    signature_secret: str
+    previous_secret_valid_until: datetime | None
+
+
+class TestSend(ApiInput):
+    event_type: Text = Field(default="hookline.ping", max_length=128)
+    data: dict[str, Any] | None = None
+    wait_seconds: float = Field(default=10, ge=0, le=30,
+                                description="How long to wait for the attempt's result.")
+
+
+# -- events -----------------------------------------------------------------------------
+class EventCreate(ApiInput):
+    type: Text = Field(max_length=128)
+    data: dict[str, Any]
+    idempotency_key: Text | None = Field(default=None, min_length=1, max_length=200)
+    environment: EnvironmentName = "production"
+    webhook_url: Text | None = Field(default=None, max_length=2048,
+                                    description="A one-off destination for this event only.")
+    occurred_at: datetime | None = None
+
+
+class EventAccepted(ApiModel):
+    id: str
+    created: bool
+    delivery_ids: list[str]
+
+
+# -- deliveries -------------------------------------------------------------------------
+class AttemptView(ApiModel):
+    number: int
+    started_at: datetime
+    duration_ms: float | None
+    status_code: int | None
+    error: str | None
+    error_class: str | None
+    response_excerpt: str | None
+
+
+class DeliveryView(ApiModel):
+    id: str
+    event_id: str
+    event_type: str
+    webhook_id: str
+    state: str
+    attempt_count: int
+    next_attempt_at: datetime | None
+    last_status_code: int | None
+    last_error: str | None
+    dead_reason: str | None
+    created_at: datetime
+    succeeded_at: datetime | None
+    dead_at: datetime | None
+    attempts: list[AttemptView]
+
+
+class DeliveryPage(ApiModel):
+    items: list[DeliveryView]
+    next_cursor: str | None
+
+
+class EventView(ApiModel):
+    id: str
+    type: str
+    environment: str
+    data: dict[str, Any]
+    occurred_at: datetime
+    idempotency_key: str | None
+    created_at: datetime
+    deliveries: list[DeliveryView]
+
+
+class TestResult(ApiModel):
+    event_id: str
+    delivery_id: str
+    state: str
+    finished: bool
+    attempt: AttemptView | None
+    poll: str
+
+
+# -- dead letters -----------------------------------------------------------------------
+class DeadLetterView(ApiModel):
+    delivery_id: str
+    event_id: str
+    event_type: str
+    webhook_id: str
+    endpoint: str
+    reason: str
+    attempts: int
+    last_status_code: int | None
+    last_error: str | None
+    dead_at: datetime | None
+
+
+class DeadLetterPage(ApiModel):
+    items: list[DeadLetterView]
+    next_cursor: str | None
+
+
+class DeadLetterSelection(ApiInput):
+    webhook_id: Id | None = None
+    event_type: Text | None = Field(default=None, max_length=128)
+    reason: Text | None = Field(default=None, max_length=40)
+    since: datetime | None = None
+
+
+class RequeueRequest(ApiInput):
+    ids: list[Id] = Field(default_factory=list, max_length=1000)
+    filter: DeadLetterSelection | None = None
+    all: bool = False
+    dry_run: bool = False
+
+
+class RequeueResult(ApiModel):
+    matched: int
+    requeued: list[str]
+    skipped_disabled: list[str]
+    not_dead: list[str]
+    parked: list[str]
+    dry_run: bool
+
+
+# -- catalogue and health ---------------------------------------------------------------
+class EventTypeView(ApiModel):
+    name: str
+    description: str
+    scope: str | None
+
+
+class Health(ApiModel):
+    status: Literal["ok"]
+
+
+class Readiness(ApiModel):
+    status: Literal["ok", "unavailable"]
+    database: bool
+    broker: bool

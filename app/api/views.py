@@ -1,0 +1,55 @@
+"""Rows to API bodies: what a tenant may see of its webhooks, events and deliveries."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.api import schemas
+from app.models import Attempt, Delivery, Endpoint, Event
+
+
+def webhook(endpoint: Endpoint) -> schemas.Webhook:
+    return schemas.Webhook(
+        id=endpoint.id, endpoint=endpoint.url, events=list(endpoint.event_types),
+        enabled=endpoint.enabled, disabled_reason=endpoint.disabled_reason,
+        contract=endpoint.contract, environment=endpoint.environment,
+        headers=dict(endpoint.headers or {}), auth_header=endpoint.auth_header,
+        timeout_seconds=endpoint.timeout_seconds, max_attempts=endpoint.max_attempts,
+        description=endpoint.description,
+        previous_secret_expires_at=endpoint.previous_secret_expires_at,
+        created_at=endpoint.created_at, updated_at=endpoint.updated_at,
+    )
+
+
+def webhook_with_secret(endpoint: Endpoint, secret: str) -> schemas.WebhookWithSecret:
+    return schemas.WebhookWithSecret(**webhook(endpoint).model_dump(), signature_secret=secret)
+
+
+def attempt(row: Attempt) -> schemas.AttemptView:
+    return schemas.AttemptView(
+        number=row.attempt_number, started_at=row.started_at, duration_ms=row.duration_ms,
+        status_code=row.status_code, error=row.error_message, error_class=row.error_class,
+        response_excerpt=row.response_excerpt,
+    )
+
+
+def deliveries(session: Session, rows: list[tuple[Delivery, Event]]) -> list[schemas.DeliveryView]:
+    """Delivery bodies with their attempts, loaded in one query."""
+    ids = [d.id for d, _ in rows]
+    by_delivery: dict[str, list[schemas.AttemptView]] = {i: [] for i in ids}
+    if ids:
+        for row in session.scalars(select(Attempt).where(Attempt.delivery_id.in_(ids))
+                                   .order_by(Attempt.id)):
+            by_delivery[row.delivery_id].append(attempt(row))
+    return [
+        schemas.DeliveryView(
+            id=d.id, event_id=d.event_id, event_type=e.event_type, webhook_id=d.endpoint_id,
+            state=d.state, attempt_count=d.attempt_count,
+            next_attempt_at=d.next_attempt_at if d.state in ("pending", "retry_scheduled") else None,
+            last_status_code=d.last_status_code, last_error=d.last_error,
+            dead_reason=d.dead_reason, created_at=d.created_at, succeeded_at=d.succeeded_at,
+            dead_at=d.dead_at, attempts=by_delivery[d.id],
+        )
+        for d, e in rows
+    ]

@@ -1,0 +1,129 @@
+"""Helpers for the change-feed integration tests: real ``hookline producer`` processes and partners."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+
+from sqlalchemy import text
+from sqlalchemy.orm import Session, sessionmaker
+
+from app import admin
+from app.changefeed import ChangeFeed
+from app.changefeed.producer import READY_MESSAGE
+from app.receiver import Receiver, Route
+from tests.changefeed_domain import create_domain_tables
+from tests.integration.conftest import ROOT, Stack
+from tests.support import crewpass_signature_ok, wait_until
+
+CHANGE_FEED_TABLES = ("outbox", "watcher_positions", "watcher_rows", "cf_partner_links", "cf_crew",
+                      "cf_legacy_crew", "cf_legacy_audit")
+
+
+class ProducerProcess:
+    """``python -m app.cli producer …`` in its own process group, logging to a file."""
+
+    def __init__(self, stack: Stack, name: str, args: list[str]) -> None:
+        self.stack = stack
+        self.name = name
+        self.args = args
+        self.log = stack.settings.data_dir / f"{name}.log"
+        self.popen: subprocess.Popen[bytes] | None = None
+
+    def start(self, ready_timeout: float = 20.0) -> ProducerProcess:
+        offset = self.log.stat().st_size if self.log.exists() else 0
+        with open(self.log, "ab") as handle:
+            self.popen = subprocess.Popen(
+                [sys.executable, "-m", "app.cli", "producer", *self.args], env=self.stack.env,
+                stdout=handle, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True)
+        popen = self.popen
+        wait_until(lambda: READY_MESSAGE.encode() in self.log.read_bytes()[offset:] or popen.poll() is not None,
+                   timeout=ready_timeout, what=f"producer {self.name} to be ready")
+        assert popen.poll() is None, self.text()[-3000:]
+        return self
+
+    def text(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    def relayed_counts(self) -> list[int]:
+        """The row counts this producer logged, one per batch it committed."""
+        return [int(n) for n in re.findall(r"relayed (\d+) outbox row", self.text())]
+
+    def alive(self) -> bool:
+        return self.popen is not None and self.popen.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown, an open transaction is rolled back by PostgreSQL."""
+        assert self.popen is not None
+        os.killpg(self.popen.pid, signal.SIGKILL)
+        self.popen.wait(10)
+
+    def stop(self, timeout: float = 15.0) -> int:
+        """SIGTERM and wait; returns the exit code."""
+        assert self.popen is not None
+        if self.alive():
+            os.killpg(self.popen.pid, signal.SIGTERM)
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.popen.pid, signal.SIGKILL)
+                self.popen.wait(5)
+        return int(self.popen.returncode)
+
+
+class Producers:
+    """Starts producers for one stack and stops every one of them at the end of the test."""
+
+    def __init__(self, stack: Stack) -> None:
+        self.stack = stack
+        self.started: list[ProducerProcess] = []
+
+    def start(self, *args: str, name: str | None = None) -> ProducerProcess:
+        process = ProducerProcess(self.stack, name or f"producer{len(self.started)}", list(args))
+        self.started.append(process)
+        return process.start()
+
+    def close(self) -> None:
+        for process in self.started:
+            if process.alive():
+                process.stop()
+
+
+def producers_for(stack: Stack) -> Iterator[Producers]:
+    running = Producers(stack)
+    yield running
+    running.close()
+
+
+def reset_change_feed_tables(stack: Stack) -> None:
+    """The stand-in domain's tables exist and, like the change-feed tables, are empty."""
+    create_domain_tables(stack.hookline.engine)
+    with stack.hookline.engine.begin() as connection:
+        connection.execute(text(f"TRUNCATE {', '.join(CHANGE_FEED_TABLES)} RESTART IDENTITY CASCADE"))
+
+
+def partner(stack: Stack, receiver: Receiver, name: str, events: tuple[str, ...] = ("*",)) -> str:
+    """Tenant *name* with an endpoint on the receiver's ``/<name>`` that checks signatures; its id."""
+    tenant = admin.create_tenant(stack.hookline.sessions, name)
+    created = admin.add_endpoint(stack.hookline.sessions, stack.hookline.catalogue, tenant=name,
+                                 url=receiver.url(f"/{name}"), events=list(events),
+                                 policy=stack.hookline.egress_policy)
+    secret = created.secret
+    receiver.route(f"/{name}", Route(verify=lambda headers, body: crewpass_signature_ok(secret, headers, body)))
+    return tenant.id
+
+
+def domain_sessions(stack: Stack, feed: ChangeFeed) -> sessionmaker[Session]:
+    """An application's own session factory (expire on commit, as usual) with the feed installed."""
+    factory = sessionmaker(stack.hookline.engine)
+    feed.install(factory)
+    return factory
+
+
+def outbox_states(stack: Stack) -> dict[str, int]:
+    return {str(state): int(n) for state, n in
+            stack.sql("SELECT state, count(*) FROM outbox GROUP BY state")}

@@ -1,0 +1,276 @@
+"""The management API on real PostgreSQL and Redis: CRUD, tenancy, idempotency, test sends,
+delivery logs, resends and dead letters over HTTP."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from app import admin
+from app.api import create_app
+from app.apikeys import create_api_key
+from app.receiver import Receiver, Route
+from tests.integration.conftest import Stack
+from tests.support import independently_verified, wait_until
+
+pytestmark = pytest.mark.integration
+
+
+@dataclass
+class Caller:
+    client: TestClient
+    tenant: str
+    key: str
+
+    def call(self, method: str, path: str, **kwargs: Any) -> Any:
+        headers = {"X-API-KEY": self.key, **kwargs.pop("headers", {})}
+        return self.client.request(method, f"/api/{self.tenant}{path}", headers=headers, **kwargs)
+
+
+@pytest.fixture
+def client(stack: Stack) -> Iterator[TestClient]:
+    with TestClient(create_app(stack.hookline)) as test_client:
+        yield test_client
+
+
+def tenant_caller(stack: Stack, client: TestClient, name: str) -> Caller:
+    tenant = admin.create_tenant(stack.hookline.sessions, name)
+    return Caller(client, tenant.id, create_api_key(stack.hookline.sessions, tenant.id).key)
+
+
+@pytest.fixture
+def acme(stack: Stack, client: TestClient) -> Caller:
+    return tenant_caller(stack, client, "acme")
+
+
+@pytest.fixture
+def globex(stack: Stack, client: TestClient) -> Caller:
+    return tenant_caller(stack, client, "globex")
+
+
+def webhook_body(url: str, **extra: Any) -> dict[str, Any]:
+    return {"endpoint": url, "events": ["crew.status.changed", "Customer:*"], "enabled": True,
+            **extra}
+
+
+class TestWebhooksCrud:
+    def test_create_read_list_update_and_delete(self, acme: Caller) -> None:
+        created = acme.call("POST", "/webhooks", json=webhook_body(
+            "http://127.0.0.1:9/hooks", contract="standard-webhooks", environment="staging",
+            headers={"X-Route": "eu"}, timeoutSeconds=10, maxAttempts=3, description="eu"))
+        assert created.status_code == 201, created.text
+        body = created.json()
+        assert body["signatureSecret"].startswith("whsec_")
+        assert body["environment"] == "staging"
+        assert body["timeoutSeconds"] == 10 and body["maxAttempts"] == 3
+        webhook_id = body["id"]
+
+        fetched = acme.call("GET", f"/webhooks/{webhook_id}").json()
+        assert "signatureSecret" not in fetched
+        assert fetched["events"] == ["crew.status.changed", "Customer:*"]
+
+        patched = acme.call("PATCH", f"/webhooks/{webhook_id}",
+                            json={"enabled": False, "events": ["*"]}).json()
+        assert patched["enabled"] is False and patched["events"] == ["*"]
+        assert "signatureSecret" not in patched
+        reenabled = acme.call("PATCH", f"/webhooks/{webhook_id}", json={"enabled": True}).json()
+        assert reenabled["enabled"] is True and reenabled["disabledReason"] is None
+
+        rotated = acme.call("POST", f"/webhooks/{webhook_id}/secret/rotate",
+                            json={"gracePeriodSeconds": 3600})
+        assert rotated.status_code == 200
+        assert rotated.json()["signatureSecret"] != body["signatureSecret"]
+        assert rotated.json()["previousSecretValidUntil"] is not None
+
+        assert acme.call("DELETE", f"/webhooks/{webhook_id}").status_code == 204
+        assert acme.call("GET", f"/webhooks/{webhook_id}").status_code == 404
+        assert acme.call("GET", "/webhooks").json()["items"] == []
+
+    def test_the_list_is_paginated_with_a_cursor(self, acme: Caller) -> None:
+        ids = [acme.call("POST", "/webhooks", json=webhook_body(f"http://127.0.0.1:9/{i}")).json()["id"]
+               for i in range(5)]
+        first = acme.call("GET", "/webhooks", params={"limit": 2}).json()
+        second = acme.call("GET", "/webhooks", params={"limit": 2, "cursor": first["nextCursor"]}).json()
+        third = acme.call("GET", "/webhooks", params={"limit": 2, "cursor": second["nextCursor"]}).json()
+        seen = [w["id"] for page in (first, second, third) for w in page["items"]]
+        assert seen == sorted(ids)
+        assert third["nextCursor"] is None
+
+    @pytest.mark.parametrize(("body", "field"), [
+        ({"endpoint": "ftp://127.0.0.1/x", "events": ["*"]}, "endpoint"),
+        ({"endpoint": "http://127.0.0.1:9/x", "events": ["no.such_type"]}, "no.such_type"),
+        ({"endpoint": "http://127.0.0.1:9/x", "events": ["*"], "colour": "red"}, "colour"),
+        ({"endpoint": "http://127.0.0.1:9/x", "events": "*"}, "events"),
+        ({"endpoint": "http://127.0.0.1:9/x", "events": ["*"], "timeoutSeconds": -1}, "timeoutSeconds"),
+        ({"endpoint": "http://127.0.0.1:9/x", "events": ["*"], "contract": "svix"}, "contract"),
+    ])
+    def test_bad_input_is_422_naming_the_problem_and_creates_nothing(
+        self, acme: Caller, body: dict[str, Any], field: str
+    ) -> None:
+        response = acme.call("POST", "/webhooks", json=body)
+        assert response.status_code == 422
+        assert field in response.text
+        assert acme.call("GET", "/webhooks").json()["items"] == []
+
+    def test_malformed_json_is_422(self, acme: Caller) -> None:
+        response = acme.call("POST", "/webhooks", content=b"{not json",
+                             headers={"Content-Type": "application/json"})
+        assert response.status_code == 422
+
+    def test_a_body_over_the_limit_is_413(self, acme: Caller, stack: Stack) -> None:
+        big = {"type": "crew.status.changed",
+               "data": {"x": "a" * (stack.settings.api_max_request_bytes + 10)}}
+        assert acme.call("POST", "/events", json=big).status_code == 413
+
+
+class TestTenancy:
+    def test_a_missing_or_wrong_key_is_401(self, acme: Caller, client: TestClient) -> None:
+        assert client.get(f"/api/{acme.tenant}/webhooks").status_code == 401
+        assert client.get(f"/api/{acme.tenant}/webhooks",
+                          headers={"X-API-KEY": "hl_wrong"}).status_code == 401
+
+    def test_another_tenants_path_and_ids_are_404_on_every_route(self, acme: Caller,
+                                                                 globex: Caller) -> None:
+        webhook = acme.call("POST", "/webhooks", json=webhook_body("http://127.0.0.1:9/a")).json()
+        event = acme.call("POST", "/events", json={"type": "crew.status.changed",
+                                                   "data": {"crew_id": "c1"}}).json()
+        [delivery_id] = event["deliveryIds"]
+        foreign_path = Caller(globex.client, acme.tenant, globex.key)
+        wid = webhook["id"]
+        for method, path, body in [
+            ("GET", "/webhooks", None), ("POST", "/webhooks", webhook_body("http://127.0.0.1:9/b")),
+            ("POST", "/events", {"type": "crew.status.changed", "data": {}}),
+            ("GET", "/dead-letters", None), ("POST", "/dead-letters/requeue", {"all": True}),
+        ]:
+            response = foreign_path.call(method, path, json=body)
+            assert response.status_code == 404, (method, path)
+        for method, path, body in [
+            ("GET", f"/webhooks/{wid}", None), ("PATCH", f"/webhooks/{wid}", {"enabled": False}),
+            ("DELETE", f"/webhooks/{wid}", None), ("POST", f"/webhooks/{wid}/secret/rotate", {}),
+            ("POST", f"/webhooks/{wid}/test", {}), ("GET", f"/webhooks/{wid}/deliveries", None),
+            ("GET", f"/events/{event['id']}", None), ("GET", f"/deliveries/{delivery_id}", None),
+            ("POST", f"/deliveries/{delivery_id}/retry", None),
+        ]:
+            response = globex.call(method, path, json=body)
+            assert response.status_code == 404, (method, path)
+            assert acme.tenant not in response.text and wid not in response.text
+        requeue = globex.call("POST", "/dead-letters/requeue", json={"ids": [delivery_id]})
+        assert requeue.status_code == 422 and "no such delivery" in requeue.text
+        assert acme.call("GET", f"/webhooks/{wid}").json()["enabled"] is True
+
+
+class TestEvents:
+    def test_a_repeated_idempotency_key_returns_the_first_event_and_fans_out_nothing(
+        self, acme: Caller
+    ) -> None:
+        acme.call("POST", "/webhooks", json=webhook_body("http://127.0.0.1:9/a"))
+        body = {"type": "crew.status.changed", "data": {"crew_id": "c1"}, "idempotencyKey": "k-1"}
+        first = acme.call("POST", "/events", json=body)
+        again = acme.call("POST", "/events", json=body)
+        assert first.status_code == 202 and again.status_code == 200
+        assert again.json()["id"] == first.json()["id"]
+        assert again.json()["created"] is False
+        shown = acme.call("GET", f"/events/{first.json()['id']}").json()
+        assert len(shown["deliveries"]) == 1
+
+    def test_an_unknown_event_type_is_422_naming_it(self, acme: Caller) -> None:
+        response = acme.call("POST", "/events", json={"type": "crew.teleported", "data": {}})
+        assert response.status_code == 422 and "crew.teleported" in response.text
+
+    def test_an_event_reaches_only_webhooks_of_its_environment(self, acme: Caller) -> None:
+        prod = acme.call("POST", "/webhooks", json=webhook_body("http://127.0.0.1:9/p")).json()
+        staging = acme.call("POST", "/webhooks", json=webhook_body(
+            "http://127.0.0.1:9/s", environment="staging")).json()
+        event = acme.call("POST", "/events", json={"type": "crew.status.changed", "data": {},
+                                                   "environment": "staging"}).json()
+        targets = {d["webhookId"] for d in acme.call("GET", f"/events/{event['id']}").json()["deliveries"]}
+        assert targets == {staging["id"]}
+        assert prod["id"] not in targets
+
+    def test_the_catalogue_lists_crewpass_types_with_their_scopes(self, client: TestClient) -> None:
+        types = {t["name"]: t for t in client.get("/api/event-types").json()}
+        assert types["crew.status.changed"]["scope"] == "crew:status:subscribe"
+        assert "Customer:Upserted" in types
+
+
+class TestThroughThePipeline:
+    def test_a_test_send_reaches_a_real_receiver_and_returns_the_attempt(
+        self, acme: Caller, stack: Stack, receiver: Receiver
+    ) -> None:
+        created = acme.call("POST", "/webhooks", json=webhook_body(
+            receiver.url("/t"), contract="crewship")).json()
+        secret = created["signatureSecret"]
+        receiver.route("/t", Route(verify=lambda h, b: independently_verified("crewship", secret, h, b)))
+        stack.worker()
+        result = acme.call("POST", f"/webhooks/{created['id']}/test", json={"waitSeconds": 20})
+        assert result.status_code == 200, result.text
+        body = result.json()
+        assert body["finished"] is True and body["state"] == "succeeded"
+        assert body["attempt"]["statusCode"] == 200
+        [request] = receiver.for_path("/t")
+        assert request.verified is True
+        assert request.headers["X-Crewship-Event"] == "hookline.ping"
+
+    def test_delivery_logs_show_503_then_200_and_retry_resends(
+        self, acme: Caller, stack: Stack, receiver: Receiver
+    ) -> None:
+        created = acme.call("POST", "/webhooks", json=webhook_body(receiver.url("/flaky"))).json()
+        receiver.route("/flaky", Route(statuses=[503, 200, 200]))
+        stack.worker()
+        event = acme.call("POST", "/events", json={"type": "crew.status.changed",
+                                                   "data": {"crew_id": "c9"}}).json()
+        wait_until(lambda: len(receiver.for_path("/flaky")) == 2, what="503 then 200")
+        log_path = f"/webhooks/{created['id']}/deliveries"
+        wait_until(lambda: acme.call("GET", log_path).json()["items"][0]["state"] == "succeeded",
+                   what="the log to show success")
+        [entry] = acme.call("GET", log_path, params={"status": "succeeded"}).json()["items"]
+        assert [a["statusCode"] for a in entry["attempts"]] == [503, 200]
+        assert all(a["durationMs"] is not None and a["startedAt"] for a in entry["attempts"])
+        assert acme.call("GET", log_path, params={"status": "dead"}).json()["items"] == []
+
+        resent = acme.call("POST", f"/deliveries/{event['deliveryIds'][0]}/retry")
+        assert resent.status_code == 200
+        wait_until(lambda: len(receiver.for_path("/flaky")) == 3, what="the resend")
+
+    def test_dead_letters_are_listed_and_requeued_over_http(
+        self, acme: Caller, stack: Stack, receiver: Receiver
+    ) -> None:
+        created = acme.call("POST", "/webhooks", json=webhook_body(receiver.url("/rej"))).json()
+        route = Route(statuses=[400])
+        receiver.route("/rej", route)
+        stack.worker()
+        acme.call("POST", "/events", json={"type": "crew.status.changed", "data": {}})
+        wait_until(lambda: acme.call("GET", "/dead-letters").json()["items"], what="a dead letter")
+        [dead] = acme.call("GET", "/dead-letters").json()["items"]
+        assert dead["reason"] == "permanent_4xx" and dead["lastStatusCode"] == 400
+        assert dead["webhookId"] == created["id"]
+
+        route.statuses = [200]
+        report = acme.call("POST", "/dead-letters/requeue",
+                           json={"filter": {"webhookId": created["id"]}}).json()
+        assert report["requeued"] == [dead["deliveryId"]]
+        wait_until(lambda: acme.call("GET", f"/deliveries/{dead['deliveryId']}").json()["state"]
+                   == "succeeded", what="the requeued delivery to succeed")
+        again = acme.call("POST", "/dead-letters/requeue", json={"ids": [dead["deliveryId"]]}).json()
+        assert again["requeued"] == [] and again["notDead"] == [dead["deliveryId"]]
+
+    def test_deleting_a_webhook_dead_letters_what_waits_for_it(
+        self, acme: Caller, stack: Stack
+    ) -> None:
+        created = acme.call("POST", "/webhooks", json=webhook_body("http://127.0.0.1:9/none")).json()
+        event = acme.call("POST", "/events", json={"type": "crew.status.changed", "data": {}}).json()
+        assert acme.call("DELETE", f"/webhooks/{created['id']}").status_code == 204
+        [dead] = acme.call("GET", "/dead-letters", params={"reason": "endpoint_deleted"}).json()["items"]
+        assert dead["deliveryId"] == event["deliveryIds"][0]
+
+
+class TestHealth:
+    def test_healthz_and_readyz_answer(self, client: TestClient) -> None:
+        assert client.get("/healthz").json() == {"status": "ok"}
+        ready = client.get("/readyz")
+        assert ready.status_code == 200
+        assert ready.json() == {"status": "ok", "database": True, "broker": True}

@@ -258,6 +258,29 @@ class TestThroughThePipeline:
         again = acme.call("POST", "/dead-letters/requeue", json={"ids": [dead["deliveryId"]]}).json()
         assert again["requeued"] == [] and again["notDead"] == [dead["deliveryId"]]
 
+    def test_a_one_off_webhook_url_gets_the_event_signed_like_the_tenants_webhook(
+        self, acme: Caller, stack: Stack, receiver: Receiver
+    ) -> None:
+        account = acme.call("POST", "/webhooks", json={
+            "endpoint": receiver.url("/account"), "events": ["session.*"],
+            "contract": "cr3dentials", "authHeader": "X-API-Key"}).json()
+        receiver.route("/account")
+        receiver.route("/session-s7")
+        stack.worker()
+        event = acme.call("POST", "/events", json={
+            "type": "session.completed", "data": {"sessionId": "s7"},
+            "webhookUrl": receiver.url("/session-s7")})
+        assert event.status_code == 202, event.text
+        wait_until(lambda: receiver.for_path("/session-s7"), what="the one-off delivery")
+        [request] = receiver.for_path("/session-s7")
+        assert request.headers["X-API-Key"] == account["signatureSecret"]
+        assert receiver.for_path("/account") == []
+        assert [w["id"] for w in acme.call("GET", "/webhooks").json()["items"]] == [account["id"]]
+        refused = acme.call("POST", "/events", json={
+            "type": "session.completed", "data": {"sessionId": "s8"},
+            "webhookUrl": "http://169.254.169.254/latest"})
+        assert refused.status_code == 422 and "169.254.169.254" in refused.text
+
     def test_deleting_a_webhook_dead_letters_what_waits_for_it(
         self, acme: Caller, stack: Stack
     ) -> None:

@@ -235,7 +235,12 @@ def load_watches(specs: Iterable[str]) -> list[PollingWatch]:
             raise InvalidWatch(f"--watchers {spec!r}: {exc}") from None
         if callable(target) and not isinstance(target, PollingWatch):
             target = target()
-        items = [target] if isinstance(target, PollingWatch) else list(target)
+        if isinstance(target, PollingWatch):
+            items = [target]
+        elif isinstance(target, Iterable) and not isinstance(target, str | bytes):
+            items = list(target)
+        else:
+            raise InvalidWatch(f"--watchers {spec!r}: {target!r} is not a PollingWatch or a list of them")
         for item in items:
             if not isinstance(item, PollingWatch):
                 raise InvalidWatch(f"--watchers {spec!r}: {item!r} is not a PollingWatch")

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Protocol
 
@@ -28,6 +29,8 @@ log = logging.getLogger(__name__)
 
 #: Seconds to wait for the LISTEN connection before polling alone for a while.
 CONNECT_TIMEOUT = 3
+#: Longest slice of a wait before checking whether the producer is stopping, seconds.
+STOP_CHECK = 0.25
 
 
 class Waker(Protocol):
@@ -88,13 +91,19 @@ class NotifyWaker:
                 return True
             self._stopped.wait(timeout)
             return False
-        assert self._connection is not None
+        connection = self._connection
+        deadline = time.monotonic() + timeout
         try:
-            woken = any(True for _ in self._connection.notifies(timeout=timeout, stop_after=1))
-            if woken:
-                for _ in self._connection.notifies(timeout=0):
-                    pass
-            return woken
+            while not self._stopped.is_set():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                # In slices, so that stop() is noticed soon even with a long poll interval.
+                if any(True for _ in connection.notifies(timeout=min(left, STOP_CHECK), stop_after=1)):
+                    for _ in connection.notifies(timeout=0):
+                        pass  # one wake-up covers every notification already queued
+                    return True
+            return False
         except psycopg.Error as exc:
             log.warning("producer lost its LISTEN connection (%s); polling until it is back", exc)
             self.close_connection()

@@ -41,8 +41,10 @@ class ProducerProcess:
                 [sys.executable, "-m", "app.cli", "producer", *self.args], env=self.stack.env,
                 stdout=handle, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True)
         popen = self.popen
-        wait_until(lambda: READY_MESSAGE.encode() in self.log.read_bytes()[offset:] or popen.poll() is not None,
-                   timeout=ready_timeout, what=f"producer {self.name} to be ready")
+        def ready() -> bool:
+            return READY_MESSAGE.encode() in self.log.read_bytes()[offset:] or popen.poll() is not None
+
+        wait_until(ready, timeout=ready_timeout, what=f"producer {self.name} to be ready")
         assert popen.poll() is None, self.text()[-3000:]
         return self
 
@@ -113,7 +115,8 @@ def partner(stack: Stack, receiver: Receiver, name: str, events: tuple[str, ...]
                                  url=receiver.url(f"/{name}"), events=list(events),
                                  policy=stack.hookline.egress_policy)
     secret = created.secret
-    receiver.route(f"/{name}", Route(verify=lambda headers, body: crewpass_signature_ok(secret, headers, body)))
+    receiver.route(f"/{name}",
+                   Route(verify=lambda headers, body: crewpass_signature_ok(secret, headers, body)))
     return tenant.id
 
 

@@ -120,7 +120,7 @@ class TestCapturedChanges:
         assert globex_got["partner_id"] == globex
         assert globex_got["event_id"] == outbox[("globex", "c1:verified")]
         assert all(r.verified for r in receiver.received)
-        assert "c1@example.test" not in json.dumps(acme_got + [globex_got])
+        assert "c1@example.test" not in json.dumps([*acme_got, globex_got])
         assert outbox_states(stack) == {"relayed": 4}
         assert receiver.duplicates == 0
 
@@ -166,7 +166,7 @@ class TestSeveralProducers:
     def test_two_producers_publish_each_row_once(self, stack: Stack, receiver: Receiver,
                                                  producers: Producers, feed: ChangeFeed) -> None:
         partner(stack, receiver, "acme")
-        stack.worker()
+        stack.worker("--pool", "prefork")
         first = producers.start("--batch", "5", *NO_POLLING)
         second = producers.start("--batch", "5", *NO_POLLING)
         sessions = domain_sessions(stack, feed)
@@ -189,8 +189,10 @@ class TestSeveralProducers:
         assert stack.sql("SELECT count(*) FROM deliveries")[0][0] == 200
         assert receiver.accepted("/acme") == outbox_ids
         assert len(receiver.for_path("/acme")) == 200 and receiver.duplicates == 0
-        # Each row was committed by exactly one producer's batch.
-        assert sum(first.relayed_counts()) + sum(second.relayed_counts()) == 200
+        # Each row was committed by exactly one producer's batch, and both producers took part
+        # (40 commits, each a NOTIFY both hear: they split them about evenly).
+        shares = [sum(first.relayed_counts()), sum(second.relayed_counts())]
+        assert sum(shares) == 200 and min(shares) > 0, shares
 
     def test_a_locked_batch_is_skipped_not_waited_for(self, stack: Stack, feed: ChangeFeed) -> None:
         """FOR UPDATE SKIP LOCKED, in one process: a batch held open by one relay is left to it."""
@@ -233,7 +235,7 @@ class TestProducerFailures:
                 crew.status = "verified"
         written = {r[0] for r in stack.sql("SELECT event_id FROM outbox")}
         assert len(written) == 400
-        stack.worker()
+        stack.worker("--pool", "prefork")
 
         victim = producers.start("--batch", "4", *NO_POLLING)
         wait_until(lambda: outbox_states(stack).get("relayed", 0) >= 40, interval=0.01,

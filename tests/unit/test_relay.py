@@ -163,7 +163,7 @@ class TestRowsThatCannotBeRelayed:
     def test_retry_can_name_rows(self, outbox: Outbox) -> None:
         outbox.changes(["initech"], ["initech"])
         outbox.relay.relay_batch()
-        first, second = outbox.rows()
+        _first, second = outbox.rows()
         assert outbox.relay.retry_failed([second.id]) == 1
         assert [r.state for r in outbox.rows()] == ["failed", "pending"]
 

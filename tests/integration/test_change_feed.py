@@ -251,7 +251,9 @@ class TestProducerFailures:
         assert len(event_ids) == 400 and set(event_ids) == written  # ids fixed when the change committed
         assert receiver.accepted("/acme") == written
         assert receiver.duplicates == 0
-        assert sum(victim.relayed_counts()) + sum(survivor.relayed_counts()) == 400
+        # the victim may be killed between a commit and its log line, so count from the rows:
+        # the survivor relayed exactly what the victim had not committed
+        assert sum(survivor.relayed_counts()) == 400 - at_kill["relayed"]
 
         assert survivor.stop(timeout=10) == 0
         assert "producer stopped" in survivor.text()

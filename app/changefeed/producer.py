@@ -2,11 +2,13 @@
 
 Each cycle polls the watchers that are due (their outbox rows commit with their
 position), then relays pending outbox rows batch by batch until a batch comes back
-short. In between it waits on the :mod:`~app.changefeed.wakeup` waker: a NOTIFY from a
-committing change (PostgreSQL) wakes it at once, otherwise the poll interval or the
+short. In between it waits on the :mod:`~app.changefeed.wakeup` waker: a NOTIFY from
+a committing change (PostgreSQL) wakes it at once, otherwise the poll interval or the
 next watcher's due time does. Errors (database or broker down) are logged and the
 cycle is retried with a growing pause; nothing is lost, because nothing leaves the
-outbox except in the transaction that writes its event.
+outbox except in the transaction that writes its event. A watcher that fails is
+logged and tried again after its interval; it holds up neither the relay nor the
+other watchers.
 
 Several producers may run at once; see :mod:`app.changefeed.relay` and
 :mod:`app.changefeed.polling` for how they share the work. :func:`serve` runs a
@@ -56,6 +58,8 @@ class CycleReport:
     deliveries: int = 0
     parked: int = 0
     watchers: dict[str, PollReport] = field(default_factory=dict)
+    #: Watchers whose poll raised (logged; each is tried again after its interval).
+    watcher_failures: list[str] = field(default_factory=list)
     #: Work is probably waiting (a full batch, or a watcher not caught up): run again now.
     more: bool = False
 
@@ -117,7 +121,15 @@ class Producer:
             now = self.monotonic()
             if now < self._due[watcher.name]:
                 continue
-            polled = watcher.poll()
+            try:
+                polled = watcher.poll()
+            except Exception:
+                # One broken watcher (its source down, a bad query) must not stall the outbox.
+                log.exception("watcher %s failed; trying again in %.1fs", watcher.name,
+                              watcher.watch.interval)
+                self._due[watcher.name] = now + watcher.watch.interval
+                report.watcher_failures.append(watcher.name)
+                continue
             report.watchers[watcher.name] = polled
             more = not (polled.caught_up or polled.busy)
             self._due[watcher.name] = now if more else now + watcher.watch.interval

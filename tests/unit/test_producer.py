@@ -9,7 +9,7 @@ import time
 from typing import Any
 
 import pytest
-from sqlalchemy import insert
+from sqlalchemy import Integer, String, column, insert, text
 
 from app.changefeed import ChangeFeed, PollingWatch, Producer, load_watches, serve
 from app.changefeed.relay import Relay
@@ -114,6 +114,20 @@ class TestCycle:
         clock.now += 1
         polled = producer.cycle()
         assert polled.watchers["legacy-crew"].emitted == 1 and polled.relayed == 1
+
+    def test_a_failing_watcher_does_not_stall_the_relay(self, setup: Setup) -> None:
+        missing = PollingWatch(name="gone", query=text("SELECT id, status FROM no_such_table").columns(
+            column("id", Integer), column("status", String)), key="id", columns=["status"],
+            event_type="crew.status.changed", recipients=["acme"], interval=30)
+        clock = FakeClock()
+        producer = setup.producer(watches=[missing, WATCH], monotonic=clock)
+        setup.changes(2)
+        report = producer.cycle()
+        assert report.watcher_failures == ["gone"]
+        assert "legacy-crew" in report.watchers and report.relayed == 2
+        assert producer.cycle().watcher_failures == []  # not retried before its interval
+        clock.now += 30
+        assert producer.cycle().watcher_failures == ["gone"]
 
     def test_two_watches_may_not_share_a_name(self, setup: Setup) -> None:
         with pytest.raises(InvalidWatch, match="legacy-crew"):

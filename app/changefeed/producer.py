@@ -206,23 +206,27 @@ class Producer:
 def serve(producer: Producer, *, grace: float) -> None:
     """Run *producer* until SIGTERM or SIGINT, then give it *grace* seconds to finish its batch."""
 
-    def hard_exit() -> None:
-        log.error("producer did not stop within %.0fs; exiting now (its transaction rolls back)", grace)
+    # Armed by the first signal, cancelled once run() returns: only a producer stuck past
+    # its grace period is cut short.
+    deadline = threading.Timer(grace, lambda: hard_exit("did not stop within the grace period"))
+    deadline.daemon = True
+
+    def hard_exit(reason: str) -> None:
+        log.error("producer %s; exiting now (its transaction rolls back)", reason)
         os._exit(1)
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
         if producer.stopping:
-            hard_exit()
+            hard_exit("was signalled twice")
         log.warning("producer stopping (%s): finishing the batch in hand", signal.Signals(signum).name)
         producer.stop()
-        timer = threading.Timer(grace, hard_exit)
-        timer.daemon = True
-        timer.start()
+        deadline.start()
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         producer.run()
     finally:
+        deadline.cancel()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         producer.close()

@@ -171,6 +171,7 @@ class TestRunning:
         assert len(setup.h.sender.delivery_ids_sent()) == 1 and len(calls) >= 2
 
     def test_serve_stops_on_sigterm_and_restores_the_handlers(self, setup: Setup) -> None:
+        """…and disarms its grace-period deadline, which would otherwise end the process later."""
         setup.changes(1)
         producer = setup.producer(poll_interval=0.05)
         before = signal.getsignal(signal.SIGTERM)
@@ -181,6 +182,11 @@ class TestRunning:
         assert time.monotonic() - started < 3
         assert signal.getsignal(signal.SIGTERM) is before
         assert len(setup.h.sender.delivery_ids_sent()) == 1
+        # The grace-period deadline was cancelled: nothing is left to cut this process short.
+        timers = [t for t in threading.enumerate() if isinstance(t, threading.Timer)]
+        for pending in timers:
+            pending.join(1)
+        assert not [t for t in timers if t.is_alive()]
 
 
 class TestWakers:

@@ -292,10 +292,18 @@ def list_endpoints(sessions: sessionmaker[Session], tenant: str | None = None) -
         return list(session.scalars(query))
 
 
+def get_endpoint(sessions: sessionmaker[Session], endpoint_id: str, *,
+                 tenant: str | None = None) -> Endpoint:
+    """A live endpoint of *tenant* (any tenant when None); ``UnknownEndpoint`` otherwise."""
+    with transaction(sessions) as session:
+        return _endpoint_for(session, endpoint_id, tenant)
+
+
 def _endpoint_for(session: Session, endpoint_id: str, tenant: str | None) -> Endpoint:
-    """The live endpoint *endpoint_id*, only if it belongs to *tenant* when one is given."""
+    """The live endpoint *endpoint_id* (not deleted, not a one-off destination), only if it
+    belongs to *tenant* when one is given; ``UnknownEndpoint`` otherwise."""
     endpoint = session.get(Endpoint, endpoint_id)
-    if endpoint is None or endpoint.deleted_at is not None or (
+    if endpoint is None or endpoint.deleted_at is not None or endpoint.one_off or (
             tenant is not None and endpoint.tenant_id != resolve_tenant(session, tenant).id):
         raise UnknownEndpoint(endpoint_id)
     return endpoint

@@ -112,21 +112,26 @@ def _received(headers: Mapping[str, str], name: str) -> list[str]:
     return values
 
 
+def _timestamped_hex(keys: list[str], headers: Mapping[str, str], body: bytes, tolerance: int,
+                     now: float, *, timestamp: str, signature: str, prefix: str) -> None:
+    """``<prefix><hex(hmac_sha256(secret, "{timestamp}." + body))>`` in *signature*."""
+    ts = _timestamp(headers, timestamp, tolerance, now)
+    expected = (prefix + _hex(k, ts.encode() + b"." + body) for k in keys)
+    if not _any_match(_received(headers, signature), expected):
+        raise BadSignature(f"{signature} does not match")
+
+
 def _crewpass(keys: list[str], headers: Mapping[str, str], body: bytes, tolerance: int,
               now: float, _auth: str) -> None:
-    ts = _timestamp(headers, "X-CrewPass-Timestamp", tolerance, now)
-    expected = ("v1=" + _hex(k, ts.encode() + b"." + body) for k in keys)
-    if not _any_match(_received(headers, "X-CrewPass-Signature"), expected):
-        raise BadSignature("X-CrewPass-Signature does not match")
+    _timestamped_hex(keys, headers, body, tolerance, now, timestamp="X-CrewPass-Timestamp",
+                     signature="X-CrewPass-Signature", prefix="v1=")
 
 
 def _crewship(keys: list[str], headers: Mapping[str, str], body: bytes, tolerance: int,
               now: float, _auth: str) -> None:
     _get(headers, "X-Crewship-Delivery")
-    ts = _timestamp(headers, "X-Crewship-Timestamp", tolerance, now)
-    expected = ("sha256=" + _hex(k, ts.encode() + b"." + body) for k in keys)
-    if not _any_match(_received(headers, "X-Crewship-Signature"), expected):
-        raise BadSignature("X-Crewship-Signature does not match")
+    _timestamped_hex(keys, headers, body, tolerance, now, timestamp="X-Crewship-Timestamp",
+                     signature="X-Crewship-Signature", prefix="sha256=")
 
 
 def _wallet_crew(keys: list[str], headers: Mapping[str, str], body: bytes, _tolerance: int,

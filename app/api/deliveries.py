@@ -8,10 +8,9 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Query
 from sqlalchemy import select, update
 
-from app import deadletters
+from app import admin, deadletters
 from app.api import schemas, views
 from app.api.deps import HooklineDep, IdPath, IdQuery, TenantDep, TextQuery
-from app.api.webhooks import _owned
 from app.db import transaction
 from app.models import Delivery, DeliveryState, Endpoint, Event, utcnow
 from app.publishing import enqueue_or_park
@@ -31,7 +30,7 @@ def delivery_log(
     limit: Limit = 50, cursor: Cursor = None,
 ) -> schemas.DeliveryPage:
     """The webhook's deliveries, newest first, each with every attempt."""
-    _owned(hookline, tenant, webhookId)
+    admin.get_endpoint(hookline.sessions, webhookId, tenant=tenant)
     with transaction(hookline.sessions) as session:
         query = (select(Delivery, Event).join(Event, Event.id == Delivery.event_id)
                  .where(Delivery.endpoint_id == webhookId, Delivery.tenant_id == tenant)

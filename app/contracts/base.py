@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -119,8 +119,18 @@ def iso_utc_millis(moment: datetime) -> str:
 
 
 def next_header(name: str) -> str:
-    """The companion header that carries the new secret's signature during a rotation."""
-    return f"{name}-Next"
+    """The companion header that carries the new secret's signature during a rotation
+    (``X-CrewPass-Signature-Next``; all lower case for a lower-case name)."""
+    return f"{name}-next" if name.islower() else f"{name}-Next"
+
+
+def signed_headers(name: str, keys: SigningKeys, sign: Callable[[str], str]) -> dict[str, str]:
+    """A single-signature contract's signature header and, during a rotation, its
+    ``…-Next`` companion: *sign* maps a secret to the header value."""
+    headers = {name: sign(keys.documented)}
+    if keys.next is not None:
+        headers[next_header(name)] = sign(keys.next)
+    return headers
 
 
 def validate_printable_secret(secret: str) -> None:

@@ -24,7 +24,7 @@ from app.contracts.base import (
     RenderedRequest,
     canonical_json,
     iso_utc_millis,
-    next_header,
+    signed_headers,
     validate_printable_secret,
 )
 
@@ -55,9 +55,8 @@ class Cr3dentialsContract:
 
     def render(self, event: EventView, context: AttemptContext) -> RenderedRequest:
         auth = context.auth_header or DEFAULT_AUTH_HEADER
-        headers = {"Content-Type": "application/json", auth: context.keys.documented}
-        if context.keys.next is not None:
-            headers[next_header(auth)] = context.keys.next
+        headers = {"Content-Type": "application/json",
+                   **signed_headers(auth, context.keys, lambda secret: secret)}
         return RenderedRequest(body=self.body(event), headers=headers)
 
     def generate_secret(self) -> str:

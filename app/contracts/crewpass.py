@@ -20,7 +20,7 @@ from app.contracts.base import (
     RenderedRequest,
     canonical_json,
     iso_utc_seconds,
-    next_header,
+    signed_headers,
     validate_printable_secret,
 )
 from app.signing import hmac_sha256_hex
@@ -56,16 +56,17 @@ class CrewPassContract:
     def render(self, event: EventView, context: AttemptContext) -> RenderedRequest:
         body = self.body(event)
         ts = context.timestamp
+        signatures = signed_headers(SIGNATURE_HEADER, context.keys,
+                                    lambda secret: self.signature(secret, ts, body))
         headers = {
             "Content-Type": "application/json",
             "X-CrewPass-Event-Id": event.id,
             "X-CrewPass-Event-Type": event.type,
             "X-CrewPass-Timestamp": str(ts),
-            SIGNATURE_HEADER: self.signature(context.keys.documented, ts, body),
+            SIGNATURE_HEADER: signatures.pop(SIGNATURE_HEADER),
             "X-CrewPass-Schema-Version": str(SCHEMA_VERSION),
+            **signatures,
         }
-        if context.keys.next is not None:
-            headers[next_header(SIGNATURE_HEADER)] = self.signature(context.keys.next, ts, body)
         return RenderedRequest(body=body, headers=headers)
 
     def generate_secret(self) -> str:

@@ -21,7 +21,7 @@ from app.contracts.base import (
     RenderedRequest,
     canonical_json,
     iso_utc_seconds,
-    next_header,
+    signed_headers,
     validate_printable_secret,
 )
 from app.signing import hmac_sha256_hex
@@ -56,10 +56,9 @@ class CrewshipContract:
             "X-Crewship-Event": event.type,
             "X-Crewship-Delivery": context.delivery_id,
             "X-Crewship-Timestamp": str(ts),
-            SIGNATURE_HEADER: self.signature(context.keys.documented, ts, body),
+            **signed_headers(SIGNATURE_HEADER, context.keys,
+                             lambda secret: self.signature(secret, ts, body)),
         }
-        if context.keys.next is not None:
-            headers[next_header(SIGNATURE_HEADER)] = self.signature(context.keys.next, ts, body)
         return RenderedRequest(body=body, headers=headers)
 
     def generate_secret(self) -> str:

@@ -23,6 +23,7 @@ from app.contracts.base import (
     RenderedRequest,
     canonical_json,
     iso_utc_seconds,
+    signed_headers,
     validate_printable_secret,
 )
 from app.signing import hmac_sha256_hex
@@ -50,14 +51,15 @@ class WalletCrewContract:
 
     def render(self, event: EventView, context: AttemptContext) -> RenderedRequest:
         body = self.body(event)
+        signatures = signed_headers(SIGNATURE_HEADER, context.keys,
+                                    lambda secret: hmac_sha256_hex(secret, body))
         headers = {
             "Content-Type": "application/json",
-            SIGNATURE_HEADER: hmac_sha256_hex(context.keys.documented, body),
+            SIGNATURE_HEADER: signatures.pop(SIGNATURE_HEADER),
             "x-neostore-eventname": event.type,
             "x-neostore-tenantid": event.tenant_id,
+            **signatures,
         }
-        if context.keys.next is not None:
-            headers["x-neostore-signature-next"] = hmac_sha256_hex(context.keys.next, body)
         return RenderedRequest(body=body, headers=headers)
 
     def generate_secret(self) -> str:

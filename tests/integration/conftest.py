@@ -17,7 +17,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import psycopg
 import pytest
@@ -114,8 +114,16 @@ class Stack:
         self.hookline.close()
 
 
-class WorkerProcess:
-    """``hookline worker --beat`` in its own process group, logging to a file."""
+class ChildProcess:
+    """``python -m app.cli <command> …`` in its own process group, logging to a file.
+
+    :meth:`start` waits for *ready_marker* to appear in the part of the log written
+    since the start, so one log file may hold several runs of the same process.
+    """
+
+    command: tuple[str, ...] = ()
+    ready_marker = b""
+    ready_timeout = 30.0
 
     def __init__(self, stack: Stack, name: str, args: list[str]) -> None:
         self.stack = stack
@@ -124,18 +132,26 @@ class WorkerProcess:
         self.log = stack.settings.data_dir / f"{name}.log"
         self.popen: subprocess.Popen[bytes] | None = None
 
-    def start(self, ready_timeout: float = 30.0) -> WorkerProcess:
-        handle = open(self.log, "ab")  # noqa: SIM115 - closed with the process
-        self.popen = subprocess.Popen(
-            [sys.executable, "-m", "app.cli", "worker", "--beat", f"--hostname={self.name}@%h",
-             *self.args],
-            env=self.stack.env, stdout=handle, stderr=subprocess.STDOUT, cwd=ROOT,
-            start_new_session=True,
-        )
-        wait_until(lambda: b" ready." in self.log.read_bytes() or self.popen.poll() is not None,
-                   timeout=ready_timeout, what=f"worker {self.name} to be ready")
-        assert self.popen.poll() is None, self.log.read_text()[-3000:]
+    def argv(self) -> list[str]:
+        return [sys.executable, "-m", "app.cli", *self.command, *self.args]
+
+    def start(self, ready_timeout: float | None = None) -> Self:
+        offset = self.log.stat().st_size if self.log.exists() else 0
+        with open(self.log, "ab") as handle:
+            popen = self.popen = subprocess.Popen(
+                self.argv(), env=self.stack.env, stdout=handle, stderr=subprocess.STDOUT, cwd=ROOT,
+                start_new_session=True)
+
+        def ready() -> bool:
+            return self.ready_marker in self.log.read_bytes()[offset:] or popen.poll() is not None
+
+        wait_until(ready, timeout=ready_timeout or self.ready_timeout,
+                   what=f"{self.name} to be ready")
+        assert popen.poll() is None, self.text()[-3000:]
         return self
+
+    def text(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
 
     def alive(self) -> bool:
         return self.popen is not None and self.popen.poll() is None
@@ -146,16 +162,28 @@ class WorkerProcess:
         os.killpg(self.popen.pid, signal.SIGKILL)
         self.popen.wait(10)
 
-    def stop(self) -> None:
-        if not self.alive():
-            return
-        assert self.popen is not None
-        os.killpg(self.popen.pid, signal.SIGTERM)
-        try:
-            self.popen.wait(15)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.popen.pid, signal.SIGKILL)
-            self.popen.wait(5)
+    def stop(self, timeout: float = 15.0) -> int | None:
+        """SIGTERM and wait (SIGKILL after *timeout*); the exit code, None if never started."""
+        if self.popen is None:
+            return None
+        if self.alive():
+            os.killpg(self.popen.pid, signal.SIGTERM)
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.popen.pid, signal.SIGKILL)
+                self.popen.wait(5)
+        return int(self.popen.returncode)
+
+
+class WorkerProcess(ChildProcess):
+    """``hookline worker --beat`` (the sweeper schedule included)."""
+
+    ready_marker = b" ready."
+
+    def argv(self) -> list[str]:
+        return [sys.executable, "-m", "app.cli", "worker", "--beat", f"--hostname={self.name}@%h",
+                *self.args]
 
 
 def env_for(settings: Settings) -> dict[str, str]:

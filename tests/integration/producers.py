@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import re
-import signal
-import subprocess
-import sys
 from collections.abc import Iterator
 
 from sqlalchemy import text
@@ -17,64 +13,23 @@ from app.changefeed import ChangeFeed
 from app.changefeed.producer import READY_MESSAGE
 from app.receiver import Receiver, Route
 from tests.changefeed_domain import create_domain_tables
-from tests.integration.conftest import ROOT, Stack
-from tests.support import crewpass_signature_ok, wait_until
+from tests.integration.conftest import ChildProcess, Stack
+from tests.support import crewpass_signature_ok
 
 CHANGE_FEED_TABLES = ("outbox", "watcher_positions", "watcher_rows", "cf_partner_links", "cf_crew",
                       "cf_legacy_crew", "cf_legacy_audit")
 
 
-class ProducerProcess:
-    """``python -m app.cli producer …`` in its own process group, logging to a file."""
+class ProducerProcess(ChildProcess):
+    """``hookline producer …``."""
 
-    def __init__(self, stack: Stack, name: str, args: list[str]) -> None:
-        self.stack = stack
-        self.name = name
-        self.args = args
-        self.log = stack.settings.data_dir / f"{name}.log"
-        self.popen: subprocess.Popen[bytes] | None = None
-
-    def start(self, ready_timeout: float = 20.0) -> ProducerProcess:
-        offset = self.log.stat().st_size if self.log.exists() else 0
-        with open(self.log, "ab") as handle:
-            self.popen = subprocess.Popen(
-                [sys.executable, "-m", "app.cli", "producer", *self.args], env=self.stack.env,
-                stdout=handle, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True)
-        popen = self.popen
-        def ready() -> bool:
-            return READY_MESSAGE.encode() in self.log.read_bytes()[offset:] or popen.poll() is not None
-
-        wait_until(ready, timeout=ready_timeout, what=f"producer {self.name} to be ready")
-        assert popen.poll() is None, self.text()[-3000:]
-        return self
-
-    def text(self) -> str:
-        return self.log.read_text(errors="replace") if self.log.exists() else ""
+    command = ("producer",)
+    ready_marker = READY_MESSAGE.encode()
+    ready_timeout = 20.0
 
     def relayed_counts(self) -> list[int]:
         """The row counts this producer logged, one per batch it committed."""
         return [int(n) for n in re.findall(r"relayed (\d+) outbox row", self.text())]
-
-    def alive(self) -> bool:
-        return self.popen is not None and self.popen.poll() is None
-
-    def kill(self) -> None:
-        """SIGKILL: no shutdown, an open transaction is rolled back by PostgreSQL."""
-        assert self.popen is not None
-        os.killpg(self.popen.pid, signal.SIGKILL)
-        self.popen.wait(10)
-
-    def stop(self, timeout: float = 15.0) -> int:
-        """SIGTERM and wait; returns the exit code."""
-        assert self.popen is not None
-        if self.alive():
-            os.killpg(self.popen.pid, signal.SIGTERM)
-            try:
-                self.popen.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.popen.pid, signal.SIGKILL)
-                self.popen.wait(5)
-        return int(self.popen.returncode)
 
 
 class Producers:

@@ -13,7 +13,7 @@ from app import admin
 from app.api import schemas, views
 from app.api.deps import HooklineDep, IdPath, IdQuery, TenantDep
 from app.db import transaction
-from app.models import Attempt, Delivery, DeliveryState, Endpoint, Event
+from app.models import Attempt, Delivery, DeliveryState, Endpoint
 
 router = APIRouter(prefix="/api/{tenantId}/webhooks", tags=["webhooks"])
 
@@ -22,15 +22,6 @@ _FIELDS = {"endpoint": "url", "events": "events", "enabled": "enabled", "contrac
            "environment": "environment", "headers": "headers", "auth_header": "auth_header",
            "timeout_seconds": "timeout_seconds", "max_attempts": "max_attempts",
            "description": "description"}
-
-
-def _owned(hookline: HooklineDep, tenant: str, webhook_id: str) -> Endpoint:
-    with transaction(hookline.sessions) as session:
-        endpoint = session.get(Endpoint, webhook_id)
-        if (endpoint is None or endpoint.tenant_id != tenant or endpoint.deleted_at is not None
-                or endpoint.one_off):
-            raise HTTPException(404, "not found")
-        return endpoint
 
 
 @router.post("", status_code=201, response_model=schemas.WebhookWithSecret)
@@ -66,15 +57,14 @@ def list_webhooks(
 
 @router.get("/{webhookId}", response_model=schemas.Webhook)
 def get_webhook(webhookId: IdPath, tenant: TenantDep, hookline: HooklineDep) -> schemas.Webhook:
-    return views.webhook(_owned(hookline, tenant, webhookId))
+    return views.webhook(admin.get_endpoint(hookline.sessions, webhookId, tenant=tenant))
 
 
 @router.patch("/{webhookId}", response_model=schemas.WebhookWithSecret | schemas.Webhook)
 def update_webhook(webhookId: IdPath, body: schemas.WebhookUpdate, tenant: TenantDep,
                    hookline: HooklineDep) -> schemas.Webhook:
-    _owned(hookline, tenant, webhookId)
     changes: dict[str, Any] = {
-        _FIELDS[name]: value for name, value in body.model_dump(exclude_unset=True).items()
+        _FIELDS[name]: value for name, value in body.model_dump(exclude_unset=True, by_alias=False).items()
     }
     for required in ("url", "events", "enabled", "contract", "environment"):
         if required in changes and changes[required] is None:
@@ -90,7 +80,6 @@ def update_webhook(webhookId: IdPath, body: schemas.WebhookUpdate, tenant: Tenan
 
 @router.delete("/{webhookId}", status_code=204)
 def delete_webhook(webhookId: IdPath, tenant: TenantDep, hookline: HooklineDep) -> Response:
-    _owned(hookline, tenant, webhookId)
     admin.delete_endpoint(hookline.sessions, webhookId, tenant=tenant)
     return Response(status_code=204)
 
@@ -98,7 +87,6 @@ def delete_webhook(webhookId: IdPath, tenant: TenantDep, hookline: HooklineDep) 
 @router.post("/{webhookId}/secret/rotate", response_model=schemas.RotatedSecret)
 def rotate_secret(webhookId: IdPath, tenant: TenantDep, hookline: HooklineDep,
                   body: schemas.RotateSecret | None = None) -> schemas.RotatedSecret:
-    _owned(hookline, tenant, webhookId)
     seconds = (body.grace_period_seconds if body and body.grace_period_seconds is not None
                else hookline.settings.rotation_grace_seconds)
     rotated = admin.rotate_secret(hookline.sessions, webhookId, grace=timedelta(seconds=seconds),
@@ -117,7 +105,7 @@ def test_send(webhookId: IdPath, tenant: TenantDep, hookline: HooklineDep,
     else 202 with the delivery to poll.
     """
     body = body or schemas.TestSend()
-    endpoint = _owned(hookline, tenant, webhookId)
+    endpoint = admin.get_endpoint(hookline.sessions, webhookId, tenant=tenant)
     if not endpoint.enabled:
         raise HTTPException(409, "the webhook is disabled: enable it before a test send")
     data = body.data if body.data is not None else {"test": True, "webhook_id": webhookId,
@@ -127,12 +115,9 @@ def test_send(webhookId: IdPath, tenant: TenantDep, hookline: HooklineDep,
     deadline = time.monotonic() + body.wait_seconds
     while True:
         with transaction(hookline.sessions) as session:
-            delivery = session.get(Delivery, delivery_id)
-            assert delivery is not None
+            state = session.scalar(select(Delivery.state).where(Delivery.id == delivery_id))
             last = session.scalar(select(Attempt).where(Attempt.delivery_id == delivery_id)
                                   .order_by(Attempt.id.desc()).limit(1))
-            state = delivery.state
-            _ = session.get(Event, delivery.event_id)
         finished = last is not None and state != DeliveryState.IN_FLIGHT
         if finished or time.monotonic() >= deadline:
             break

@@ -79,6 +79,11 @@ class TestWebhooksCrud:
         assert "signatureSecret" not in patched
         reenabled = acme.call("PATCH", f"/webhooks/{webhook_id}", json={"enabled": True}).json()
         assert reenabled["enabled"] is True and reenabled["disabledReason"] is None
+        limits = acme.call("PATCH", f"/webhooks/{webhook_id}",
+                           json={"timeoutSeconds": 20, "maxAttempts": 4, "description": "eu-2"})
+        assert limits.status_code == 200, limits.text
+        assert (limits.json()["timeoutSeconds"], limits.json()["maxAttempts"],
+                limits.json()["description"]) == (20, 4, "eu-2")
 
         rotated = acme.call("POST", f"/webhooks/{webhook_id}/secret/rotate",
                             json={"gracePeriodSeconds": 3600})

@@ -70,7 +70,9 @@ class TestHappyPath:
             assert envelope["event_type"] == "crew.document.processed"
             assert request.headers["X-CrewPass-Event-Id"] == envelope["event_id"]
             assert request.headers["X-CrewPass-Schema-Version"] == "1"
-        assert delivery_rows(stack, endpoint) == [("succeeded", 1, None)] * 5
+        # the receiver answers before the worker records the outcome: wait for the rows
+        wait_until(lambda: delivery_rows(stack, endpoint) == [("succeeded", 1, None)] * 5,
+                   what="5 deliveries recorded as succeeded")
         assert attempt_statuses(stack, endpoint) == [200] * 5
         assert delivery_rows(stack, other) == []
 

@@ -1,0 +1,80 @@
+"""Who hears about a crew member: the gate applied to the partners the database relates to them.
+
+The I/O side of :mod:`crewpass.gating`. It runs inside the writing transaction, as
+the change feed's ``recipients`` callback: it reads the crew member's fleet
+memberships, consents and the partners' scopes as they are in that transaction, and
+writes a :class:`~crewpass.models.WithheldNotice` for each partner the gate refuses,
+in the same transaction as the outbox rows of those it lets through.
+
+The partners considered are those related to the crew member: every partner whose
+fleet they serve or served on, and every partner they gave or withdrew consent to.
+A partner with no relation at all is not considered (and not logged as withheld).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import insert, select
+from sqlalchemy.orm import Session
+
+from crewpass.gating import Decision, Standing, decide_all
+from crewpass.models import Consent, Document, FleetMembership, Partner, PartnerScope, Vessel, WithheldNotice
+from crewpass.vocabulary import EVENT_SCOPES
+
+#: Called with each decision the gate makes (the demo counts them live).
+DecisionHook = Callable[[str, str, Decision], None]
+
+
+def standings(session: Session, crew_id: str) -> list[Standing]:
+    """The gate's facts for every partner related to *crew_id*, ordered by partner id."""
+    on_fleet: dict[str, bool] = {}
+    memberships = session.execute(
+        select(Vessel.partner_id, FleetMembership.left_at)
+        .join(Vessel, Vessel.id == FleetMembership.vessel_id)
+        .where(FleetMembership.crew_id == crew_id)).all()
+    for partner_id, left_at in memberships:
+        on_fleet[partner_id] = on_fleet.get(partner_id, False) or left_at is None
+    consents = {partner_id: bool(granted) for partner_id, granted in session.execute(
+        select(Consent.partner_id, Consent.granted).where(Consent.crew_id == crew_id))}
+    related = sorted(set(on_fleet) | set(consents))
+    if not related:
+        return []
+    scopes: dict[str, set[str]] = {}
+    for partner_id, scope in session.execute(
+            select(PartnerScope.partner_id, PartnerScope.scope)
+            .where(PartnerScope.partner_id.in_(related))):
+        scopes.setdefault(partner_id, set()).add(scope)
+    partners = session.execute(select(Partner.id, Partner.tenant).where(Partner.id.in_(related))
+                               .order_by(Partner.id)).all()
+    return [Standing(partner_id=partner_id, tenant=tenant, on_fleet=on_fleet.get(partner_id, False),
+                     scopes=frozenset(scopes.get(partner_id, ())),
+                     consent=consents.get(partner_id, False))
+            for partner_id, tenant in partners]
+
+
+def crew_id_of(subject: Any) -> str:
+    """The crew member a watched object is about."""
+    return str(subject.crew_id if isinstance(subject, Document) else subject.id)
+
+
+def recipients_for(event_type: str, *, log_withheld: bool = True,
+                   on_decision: DecisionHook | None = None) -> Callable[[Session, Any], list[str]]:
+    """The change feed's ``recipients`` callback for *event_type*: the tenants the gate lets through."""
+    scope = EVENT_SCOPES[event_type]
+
+    def recipients(session: Session, subject: Any) -> list[str]:
+        crew_id = crew_id_of(subject)
+        decisions = decide_all(standings(session, crew_id), scope)
+        refused = [d for d in decisions if not d.allowed]
+        if refused and log_withheld:
+            session.connection().execute(insert(WithheldNotice), [
+                {"event_type": event_type, "crew_id": crew_id, "partner_id": d.partner_id,
+                 "reason": str(d.withheld)} for d in refused])
+        if on_decision is not None:
+            for decision in decisions:
+                on_decision(event_type, crew_id, decision)
+        return [d.tenant for d in decisions if d.allowed]
+
+    return recipients

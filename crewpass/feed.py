@@ -1,0 +1,80 @@
+"""The CrewPass watches: which changes are which of the five catalogue events.
+
+Declared on :class:`app.changefeed.ChangeFeed`, the same public API any integrator
+uses; install them with::
+
+    feed = ChangeFeed.for_hookline(hookline)
+    crewpass.feed.watch_crewpass(feed)
+    feed.install(SessionFactory)
+
+============================  ==========================================================
+``crew.document.processed``   a document's verification status leaves processing
+                              (``pending``/``processing`` → ``verified``/``rejected``)
+``crew.document.updated``     any other change of a document's verification status
+``crew.compliance.changed``   the crew member's compliance ``overall_status`` changes
+``crew.status.changed``       identity verification or background-check status changes
+``crew.profile.updated``      a profile field changes (names, rank, nationality, contact)
+============================  ==========================================================
+
+Anything else (internal notes, the provider behind a check, a document number, fleet
+and consent changes) emits nothing. Every event goes only to the partners the gate
+lets through (:mod:`crewpass.audience`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from app.changefeed import Change, ChangeFeed, Watch
+from crewpass import payloads
+from crewpass.audience import DecisionHook, recipients_for
+from crewpass.models import CrewMember, Document
+from crewpass.vocabulary import (
+    COMPLIANCE_CHANGED_EVENT,
+    DOCUMENT_IN_PROCESSING,
+    DOCUMENT_PROCESSED,
+    DOCUMENT_PROCESSED_EVENT,
+    DOCUMENT_UPDATED_EVENT,
+    PROFILE_FIELDS,
+    PROFILE_UPDATED_EVENT,
+    STATUS_CHANGED_EVENT,
+)
+
+
+def finished_processing(change: Change) -> bool:
+    """A document's status moved from processing to a verdict."""
+    return (change.old("verification_status") in DOCUMENT_IN_PROCESSING
+            and change.new("verification_status") in DOCUMENT_PROCESSED)
+
+
+def other_document_change(change: Change) -> bool:
+    return not finished_processing(change)
+
+
+def watch_crewpass(feed: ChangeFeed, *, log_withheld: bool = True,
+                   on_decision: DecisionHook | None = None) -> list[Watch]:
+    """Register the five CrewPass watches on *feed*; returns them."""
+
+    def gate(event_type: str) -> Callable[[Session, Any], list[str]]:
+        return recipients_for(event_type, log_withheld=log_withheld, on_decision=on_decision)
+
+    return [
+        feed.watch(Document, attributes=["verification_status"], event_type=DOCUMENT_PROCESSED_EVENT,
+                   fields=payloads.DOCUMENT_FIELDS, when=finished_processing,
+                   payload=payloads.document, recipients=gate(DOCUMENT_PROCESSED_EVENT)),
+        feed.watch(Document, attributes=["verification_status"], event_type=DOCUMENT_UPDATED_EVENT,
+                   fields=payloads.DOCUMENT_FIELDS, when=other_document_change,
+                   payload=payloads.document, recipients=gate(DOCUMENT_UPDATED_EVENT)),
+        feed.watch(CrewMember, attributes=["compliance_status"], event_type=COMPLIANCE_CHANGED_EVENT,
+                   fields={"crew_id": "id"}, payload=payloads.compliance,
+                   recipients=gate(COMPLIANCE_CHANGED_EVENT)),
+        feed.watch(CrewMember, attributes=["verification_status", "background_check_status"],
+                   event_type=STATUS_CHANGED_EVENT, fields=payloads.STATUS_FIELDS,
+                   payload=payloads.status, recipients=gate(STATUS_CHANGED_EVENT)),
+        feed.watch(CrewMember, attributes=list(PROFILE_FIELDS), event_type=PROFILE_UPDATED_EVENT,
+                   fields=payloads.PROFILE_FIELDS, payload=payloads.profile,
+                   recipients=gate(PROFILE_UPDATED_EVENT)),
+    ]

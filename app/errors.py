@@ -6,6 +6,7 @@
     ├── InputError                  bad input from a caller; nothing was written
     │   ├── UnknownTenant
     │   ├── UnknownEndpoint
+    │   ├── UnknownIncomingWebhook  unknown, another tenant's or revoked: never told apart
     │   ├── UnknownEventType
     │   ├── InvalidEventType        malformed name or filter pattern
     │   ├── InvalidPayload          not a JSON object, or not serialisable
@@ -41,6 +42,14 @@ class UnknownTenant(InputError):
 class UnknownEndpoint(InputError):
     def __init__(self, ref: str) -> None:
         super().__init__(f"unknown endpoint: {ref!r}")
+        self.ref = ref
+
+
+class UnknownIncomingWebhook(InputError):
+    """No live incoming webhook by that id or token; the message never repeats a token."""
+
+    def __init__(self, ref: str | None = None) -> None:
+        super().__init__("unknown incoming webhook" + (f": {ref!r}" if ref else ""))
         self.ref = ref
 
 

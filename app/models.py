@@ -121,6 +121,28 @@ class ApiKey(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
 
 
+class IncomingWebhook(Base):
+    """An incoming webhook: calls to its secret URL publish one event type for one tenant.
+
+    Only the token's SHA-256 is stored (see :mod:`app.inbound`); revoked rows stay for
+    the record but no longer publish.
+    """
+
+    __tablename__ = "incoming_webhooks"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    environment: Mapped[str] = mapped_column(String(20), default=Environment.PRODUCTION)
+    event_type: Mapped[str] = mapped_column(String(128))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    #: The token's first characters, to tell hooks apart in listings.
+    token_prefix: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+
+
 class Endpoint(Base):
     __tablename__ = "endpoints"
 

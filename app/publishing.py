@@ -8,7 +8,7 @@ sweeper sends them later: a committed event is never lost.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -95,13 +95,17 @@ def publish(
     environment: str = Environment.PRODUCTION,
     webhook_url: str | None = None,
     endpoint_ids: Sequence[str] | None = None,
+    guard: Callable[[Session], None] | None = None,
 ) -> PublishResult:
     """Record an event for *tenant*, fan it out to matching endpoints and enqueue them.
 
     Only endpoints of the event's *environment* receive it. *webhook_url* sends the
     event to that one-off destination instead (Cr3dentials' per-session URL), signed
     like the tenant's oldest webhook subscribed to the type; the caller validates the
-    URL. *endpoint_ids* sends it to exactly those endpoints (a test send).
+    URL. *endpoint_ids* sends it to exactly those endpoints (a test send). *guard*
+    runs first inside the event's transaction, a repeated idempotency key included;
+    if it raises, nothing is written (an incoming webhook checks there that it is
+    still live and records its use).
     """
     declared = catalogue.require(event_type)
     environment = check_environment(environment)
@@ -114,6 +118,8 @@ def publish(
     try:
         with transaction(sessions) as session:
             tenant_row = resolve_tenant(session, tenant)
+            if guard is not None:
+                guard(session)
             if idempotency_key is not None:
                 existing = _existing(session, tenant_row.id, idempotency_key)
                 if existing is not None:
@@ -132,6 +138,8 @@ def publish(
             raise
         with transaction(sessions) as session:
             tenant_row = resolve_tenant(session, tenant)
+            if guard is not None:
+                guard(session)
             existing = _existing(session, tenant_row.id, idempotency_key)
         if existing is None:
             raise

@@ -85,6 +85,11 @@ class Settings(BaseSettings):
         default=512 * 1024, ge=1024,
         description="Management API request bodies larger than this are refused with 413.",
     )
+    public_url: str | None = Field(
+        default=None,
+        description="The API's address as senders reach it, the base of incoming webhook URLs "
+        "(…/hooks/{token}); unset means http://{api_host}:{api_port}.",
+    )
     rotation_grace_seconds: float = Field(
         default=24 * 3600, ge=0, le=30 * 24 * 3600,
         description="How long a rotated-out secret keeps signing next to the new one.",
@@ -178,6 +183,23 @@ class Settings(BaseSettings):
             raise ValueError(problem)
         return value
 
+    @field_validator("public_url")
+    @classmethod
+    def _check_public_url(cls, value: str | None) -> str | None:
+        if value is None or value.strip() == "":
+            return None
+        value = value.strip().rstrip("/")
+        problem = ("HOOKLINE_PUBLIC_URL must be an http:// or https:// URL with a host, "
+                   "and no query or fragment")
+        try:
+            parts = urlsplit(value)
+            _ = parts.port
+        except ValueError:
+            raise ValueError(problem) from None
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+            raise ValueError(problem)
+        return value
+
     @model_validator(mode="after")
     def _check_timings(self) -> Settings:
         if self.broker_countdown_max >= self.visibility_timeout / 2:
@@ -206,6 +228,17 @@ class Settings(BaseSettings):
         if self.broker_url is not None:
             return self.broker_url
         return f"redis://127.0.0.1:{self.embedded_redis_port}/0"
+
+    @property
+    def resolved_public_url(self) -> str:
+        """Where incoming webhooks are reached: ``public_url``, else the API's own address
+        (a wildcard listen address such as 0.0.0.0 stands for this machine, 127.0.0.1)."""
+        if self.public_url is not None:
+            return self.public_url
+        host = self.api_host if self.api_host not in ("", "0.0.0.0", "::") else "127.0.0.1"
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self.api_port}"
 
     def as_environment(self) -> dict[str, str]:
         """These settings as ``HOOKLINE_*`` variables, to hand to a child process."""

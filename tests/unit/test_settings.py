@@ -243,3 +243,27 @@ class TestEgressSettings:
             monkeypatch.setenv(key, value)
         assert get_settings() == original
         assert original.egress_allow == ["127.0.0.0/8", "::1/128"]
+
+
+class TestPublicUrl:
+    """Incoming webhook URLs start at the public URL, by default the API's own address."""
+
+    def test_by_default_it_is_the_apis_host_and_port(self) -> None:
+        assert get_settings().resolved_public_url == "http://127.0.0.1:8000"
+        assert get_settings(api_port=9000).resolved_public_url == "http://127.0.0.1:9000"
+
+    def test_a_wildcard_listen_address_stands_for_this_machine(self) -> None:
+        assert get_settings(api_host="0.0.0.0").resolved_public_url == "http://127.0.0.1:8000"
+        assert get_settings(api_host="::1").resolved_public_url == "http://[::1]:8000"
+
+    def test_a_configured_url_wins_without_its_trailing_slash(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv("HOOKLINE_PUBLIC_URL", "https://hooks.acme.example/hookline/")
+        assert get_settings().resolved_public_url == "https://hooks.acme.example/hookline"
+
+    @pytest.mark.parametrize("given", ["hooks.acme.example", "ftp://hooks.acme.example",
+                                       "https://", "https://h.example/?a=1", "https://h.example:99999"])
+    def test_anything_but_an_http_url_is_refused(self, monkeypatch: pytest.MonkeyPatch,
+                                                 given: str) -> None:
+        monkeypatch.setenv("HOOKLINE_PUBLIC_URL", given)
+        with pytest.raises(ValidationError, match="HOOKLINE_PUBLIC_URL"):
+            get_settings()

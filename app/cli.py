@@ -494,17 +494,22 @@ def api_cmd(
 
 @cli.command()
 def demo(
-    events: Annotated[int, typer.Option(help="Events to publish.")] = 60,
-    rate: Annotated[float, typer.Option(help="Events per second.")] = 20.0,
-    forever: Annotated[bool, typer.Option("--forever", help="Keep publishing until Ctrl-C.")] = False,
+    changes: Annotated[int, typer.Option(help="Crew changes the fleet simulator makes.")] = 60,
+    rate: Annotated[float, typer.Option(help="Crew changes per second.")] = 5.0,
+    producers: Annotated[int, typer.Option(min=1, max=8, help="`hookline producer` processes.")] = 2,
+    seed: Annotated[int, typer.Option(help="Seed of the fleet and its changes.")] = 7,
+    forever: Annotated[bool, typer.Option("--forever", help="Keep changing the fleet until Ctrl-C.")] = False,
     with_flower: Annotated[bool, typer.Option("--flower/--no-flower")] = True,
     timeout: Annotated[float, typer.Option(help="Give up waiting after this many seconds.")] = 120.0,
 ) -> None:
-    """Run the whole pipeline locally and watch signed deliveries arrive."""
-    from app.demo import run_demo
+    """Run the pipeline locally on the CrewPass reference domain: crew changes become signed deliveries."""
+    # The CrewPass domain is the reference integration the demo shows; Hookline's
+    # engine never imports it, only this command does.
+    from crewpass.demo import run_demo
 
-    code = run_demo(load_settings(), events=events, rate=rate, forever=forever,
-                    with_flower=with_flower, timeout=timeout, console=out)
+    code = run_demo(load_settings(), changes=changes, rate=rate, forever=forever,
+                    with_flower=with_flower, producers=producers, timeout=timeout, seed=seed,
+                    console=out)
     raise typer.Exit(code)
 
 

@@ -32,13 +32,14 @@ from app.changefeed.detection import Position
 from app.changefeed.models import OutboxEntry, OutboxState, WatcherPosition, WatcherRow
 from app.changefeed.outbox import NOTIFY_CHANNEL
 from app.changefeed.polling import PollingWatch, PollingWatcher, PollReport
-from app.changefeed.producer import CycleReport, Producer, load_watches, serve
+from app.changefeed.producer import READY_MESSAGE, CycleReport, Producer, load_watches, serve
 from app.changefeed.relay import Relay, RelayReport
 from app.changefeed.rules import CHANGES_KEY, Change, Operation, Watch, default_payload
 
 __all__ = [
     "CHANGES_KEY",
     "NOTIFY_CHANNEL",
+    "READY_MESSAGE",
     "Change",
     "ChangeFeed",
     "CycleReport",

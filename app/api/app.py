@@ -9,13 +9,14 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.api import deliveries, events, system, webhooks
+from app.api import deliveries, events, incoming, system, webhooks
 from app.client import Hookline
 from app.errors import (
     HooklineError,
     InputError,
     InvalidSelection,
     UnknownEndpoint,
+    UnknownIncomingWebhook,
     UnknownTenant,
 )
 
@@ -79,7 +80,7 @@ async def _json(send: Send, status: int, detail: str) -> None:
 
 
 def _status_for(exc: HooklineError) -> int:
-    if isinstance(exc, UnknownEndpoint | UnknownTenant):
+    if isinstance(exc, UnknownEndpoint | UnknownTenant | UnknownIncomingWebhook):
         return 404
     if isinstance(exc, InvalidSelection | InputError):
         return 422
@@ -91,14 +92,17 @@ def create_app(hookline: Hookline | None = None) -> FastAPI:
     api = FastAPI(
         title="Hookline management API",
         version="1",
-        description="Tenants' webhooks, events, delivery logs and dead letters. "
-                    "Send the tenant's API key in the X-API-KEY header.",
+        description="Tenants' webhooks, events, delivery logs, dead letters and incoming webhooks. "
+                    "Send the tenant's API key in the X-API-KEY header; calls to an incoming "
+                    "webhook (POST /hooks/{token}) need none: the token is the credential.",
     )
     api.state.hookline = hookline or Hookline.from_env()
     api.include_router(webhooks.router)
     api.include_router(events.router)
     api.include_router(deliveries.router)
     api.include_router(system.router)
+    api.include_router(incoming.router)
+    api.include_router(incoming.hooks_router)
 
     @api.exception_handler(HooklineError)
     async def hookline_error(_request: Request, exc: HooklineError) -> JSONResponse:

@@ -221,6 +221,45 @@ class RequeueResult(ApiModel):
     dry_run: bool
 
 
+# -- incoming webhooks ------------------------------------------------------------------
+class IncomingWebhookCreate(ApiInput):
+    name: Text = Field(min_length=1, max_length=200, description="What calls it, e.g. 'CI runs'.")
+    event_type: Text = Field(max_length=128, description="The catalogued event type its calls publish.")
+    environment: EnvironmentName = Field(default="production",
+                                         description="The webhooks its events reach.")
+
+
+class IncomingWebhook(ApiModel):
+    id: str
+    name: str
+    event_type: str
+    environment: str
+    token_prefix: str = Field(description="The token's first characters, to tell hooks apart.")
+    created_at: datetime
+    last_used_at: datetime | None
+
+
+class IncomingWebhookWithUrl(IncomingWebhook):
+    url: str = Field(description="Where to POST: shown on creation only.")
+    token: str = Field(description="The credential at the end of the URL: shown on creation only.")
+
+
+class IncomingWebhookPage(ApiModel):
+    items: list[IncomingWebhook]
+    next_cursor: str | None
+
+
+class HookAccepted(ApiModel):
+    event_id: str
+    event_type: str
+    environment: str
+    created: bool = Field(description="False when an Idempotency-Key repeated: the first call's event.")
+
+
+class Problem(ApiModel):
+    detail: str
+
+
 # -- catalogue and health ---------------------------------------------------------------
 class EventTypeView(ApiModel):
     name: str

@@ -1,4 +1,5 @@
-"""Rows to API bodies: what a tenant may see of its webhooks, events and deliveries."""
+"""Rows to API bodies: what a tenant may see of its webhooks, events, deliveries and
+incoming webhooks."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.api import schemas
-from app.models import Attempt, Delivery, Endpoint, Event
+from app.inbound import hook_url
+from app.models import Attempt, Delivery, Endpoint, Event, IncomingWebhook
 
 
 def webhook(endpoint: Endpoint) -> schemas.Webhook:
@@ -24,6 +26,19 @@ def webhook(endpoint: Endpoint) -> schemas.Webhook:
 
 def webhook_with_secret(endpoint: Endpoint, secret: str) -> schemas.WebhookWithSecret:
     return schemas.WebhookWithSecret(**webhook(endpoint).model_dump(), signature_secret=secret)
+
+
+def incoming_webhook(hook: IncomingWebhook) -> schemas.IncomingWebhook:
+    return schemas.IncomingWebhook(
+        id=hook.id, name=hook.name, event_type=hook.event_type, environment=hook.environment,
+        token_prefix=hook.token_prefix, created_at=hook.created_at, last_used_at=hook.last_used_at,
+    )
+
+
+def incoming_webhook_with_url(hook: IncomingWebhook, token: str,
+                              public_url: str) -> schemas.IncomingWebhookWithUrl:
+    return schemas.IncomingWebhookWithUrl(**incoming_webhook(hook).model_dump(),
+                                          url=hook_url(public_url, token), token=token)
 
 
 def attempt(row: Attempt) -> schemas.AttemptView:

@@ -1,8 +1,9 @@
 """The management API's OpenAPI schema, fuzzed with schemathesis: no request gets a 5xx.
 
 Every operation is exercised twice over: with random path values and no valid key
-(the 401/404 paths), and with the real tenant id and its API key, so that generated
-bodies, queries and ids reach the handlers behind authentication.
+(the 401/404 paths), and with the real tenant id and its API key (and a live incoming
+webhook's token), so that generated bodies, queries and ids reach the handlers behind
+authentication.
 """
 
 from __future__ import annotations
@@ -14,14 +15,14 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 
-from app import admin
+from app import admin, inbound
 from app.api import create_app
 from app.apikeys import create_api_key
 from tests.integration.conftest import Stack
 
 pytestmark = pytest.mark.integration
 
-#: Examples per operation and authentication mode; ~20 operations.
+#: Examples per operation and authentication mode; ~25 operations.
 EXAMPLES = 25
 
 
@@ -32,7 +33,9 @@ def fuzz_target(stack: Stack) -> dict[str, Any]:
     admin.add_endpoint(stack.hookline.sessions, stack.hookline.catalogue, tenant=tenant.id,
                        url="http://127.0.0.1:9/fuzz", events=["*"],
                        policy=stack.hookline.egress_policy)
-    return {"tenant": tenant.id, "key": key}
+    hook = inbound.create(stack.hookline.sessions, stack.hookline.catalogue, tenant=tenant.id,
+                          name="fuzz", event_type="run.succeeded")
+    return {"tenant": tenant.id, "key": key, "token": hook.token}
 
 
 FUZZ_SETTINGS = settings(max_examples=EXAMPLES, deadline=None, database=None,
@@ -75,6 +78,8 @@ def test_requests_with_the_tenants_key_never_produce_a_server_error(
     def authenticate(case: Any) -> None:
         if "tenantId" in (case.path_parameters or {}):
             case.path_parameters["tenantId"] = fuzz_target["tenant"]
+        if "token" in (case.path_parameters or {}):
+            case.path_parameters["token"] = fuzz_target["token"]
         case.headers = {**(case.headers or {}), "X-API-KEY": fuzz_target["key"]}
 
     statuses = fuzz(stack, authenticate)

@@ -33,11 +33,13 @@ tenants_cli = typer.Typer(no_args_is_help=True, help="Tenants: who publishes eve
 endpoints_cli = typer.Typer(no_args_is_help=True, help="Endpoints: who receives them.")
 events_cli = typer.Typer(no_args_is_help=True, help="Events.")
 dlq_cli = typer.Typer(no_args_is_help=True, help="Dead letters: list and requeue.")
+hooks_cli = typer.Typer(no_args_is_help=True, help="Incoming webhooks: URLs whose calls publish events.")
 cli.add_typer(db_cli, name="db")
 cli.add_typer(tenants_cli, name="tenants")
 cli.add_typer(endpoints_cli, name="endpoints")
 cli.add_typer(events_cli, name="events")
 cli.add_typer(dlq_cli, name="dlq")
+cli.add_typer(hooks_cli, name="hooks")
 
 out = Console()
 err = Console(stderr=True)
@@ -278,6 +280,66 @@ def events_publish(
         fail(str(exc))
     verb = "published" if result.created else "already published (idempotency key)"
     out.print(f"event {result.event_id} {verb}: {len(result.delivery_ids)} deliveries")
+
+
+# -- incoming webhooks ------------------------------------------------------------------
+@hooks_cli.command("create")
+def hooks_create(
+    tenant: Annotated[str, typer.Option(help="Tenant id or name.")],
+    name: Annotated[str, typer.Option(help="What calls it, e.g. 'CI runs'.")],
+    event_type: Annotated[str, typer.Option(
+        "--event-type", help="The catalogued event type its calls publish.")],
+    environment: Annotated[str, typer.Option(help="production or staging.")] = "production",
+) -> None:
+    """Create an incoming webhook; prints its URL once (the token in it is the credential)."""
+    from app import inbound
+
+    settings = load_settings()
+    hl = hookline_for(settings)
+    try:
+        created = inbound.create(hl.sessions, hl.catalogue, tenant=tenant, name=name,
+                                 event_type=event_type, environment=environment)
+    except HooklineError as exc:
+        fail(str(exc))
+    hook = created.hook
+    out.print(f"hook  {hook.id} {hook.event_type} ({hook.environment})", highlight=False)
+    out.print(f"url   {inbound.hook_url(settings.resolved_public_url, created.token)}",
+              soft_wrap=True, highlight=False)
+    out.print("[dim]The URL is shown once (only its token's hash is stored): POST JSON objects to it.[/]")
+
+
+@hooks_cli.command("list")
+def hooks_list(tenant: Annotated[str | None, typer.Option(help="Tenant id or name.")] = None) -> None:
+    """List live incoming webhooks (their URLs are never shown again)."""
+    from app import inbound
+
+    hl = hookline_for(load_settings())
+    try:
+        rows = inbound.list_hooks(hl.sessions, tenant)
+    except HooklineError as exc:
+        fail(str(exc))
+    table = Table("id", "tenant", "name", "event type", "environment", "token", "last used")
+    for hook in rows:
+        used = hook.last_used_at.isoformat(timespec="seconds") if hook.last_used_at else "never"
+        table.add_row(hook.id, hook.tenant_id, hook.name, hook.event_type, hook.environment,
+                      f"{hook.token_prefix}…", used)
+    out.print(table)
+
+
+@hooks_cli.command("revoke")
+def hooks_revoke(hook_id: str) -> None:
+    """Revoke an incoming webhook: its URL answers 404 from now on."""
+    from app import inbound
+
+    hl = hookline_for(load_settings())
+    try:
+        revoked = inbound.revoke(hl.sessions, hook_id)
+    except HooklineError as exc:
+        fail(str(exc))
+    if revoked:
+        out.print(f"incoming webhook {hook_id} revoked")
+    else:
+        out.print(f"incoming webhook {hook_id} was already revoked; nothing to do")
 
 
 # -- dead letters -----------------------------------------------------------------------

@@ -16,7 +16,7 @@ from typing import Annotated, NoReturn
 import typer
 from rich.console import Console
 from rich.progress import Progress
-from rich.table import Table
+from rich.table import Column, Table
 
 from app import admin, db, deadletters
 from app.client import Hookline
@@ -305,7 +305,7 @@ def hooks_create(
     out.print(f"hook  {hook.id} {hook.event_type} ({hook.environment})", highlight=False)
     out.print(f"url   {inbound.hook_url(settings.resolved_public_url, created.token)}",
               soft_wrap=True, highlight=False)
-    out.print("[dim]The URL is shown once (only its token's hash is stored): POST JSON objects to it.[/]")
+    out.print("[dim]The URL is shown once: only its token's hash is stored.[/]")
 
 
 @hooks_cli.command("list")
@@ -318,7 +318,9 @@ def hooks_list(tenant: Annotated[str | None, typer.Option(help="Tenant id or nam
         rows = inbound.list_hooks(hl.sessions, tenant)
     except HooklineError as exc:
         fail(str(exc))
-    table = Table("id", "tenant", "name", "event type", "environment", "token", "last used")
+    # ids are what `hooks revoke` takes: never cut short
+    table = Table(Column("id", no_wrap=True, min_width=30), "tenant", "name", "event type",
+                  "environment", "token", "last used")
     for hook in rows:
         used = hook.last_used_at.isoformat(timespec="seconds") if hook.last_used_at else "never"
         table.add_row(hook.id, hook.tenant_id, hook.name, hook.event_type, hook.environment,
@@ -337,9 +339,9 @@ def hooks_revoke(hook_id: str) -> None:
     except HooklineError as exc:
         fail(str(exc))
     if revoked:
-        out.print(f"incoming webhook {hook_id} revoked")
+        out.print(f"hook {hook_id} revoked")
     else:
-        out.print(f"incoming webhook {hook_id} was already revoked; nothing to do")
+        out.print(f"hook {hook_id} was already revoked; nothing to do")
 
 
 # -- dead letters -----------------------------------------------------------------------

@@ -235,7 +235,6 @@ class TestCommandLine:
         for key, value in stack.env.items():
             if key.startswith("HOOKLINE_"):
                 monkeypatch.setenv(key, value)
-        monkeypatch.setenv("COLUMNS", "200")  # a table row on one line
         runner = CliRunner()
         assert runner.invoke(cli, ["tenants", "create", "acme"]).exit_code == 0
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import app.changefeed as changefeed
 
 PUBLIC = [
-    "CHANGES_KEY", "NOTIFY_CHANNEL", "READY_MESSAGE", "Change", "ChangeFeed", "CycleReport", "Operation", "OutboxEntry",
+    "CHANGES_KEY", "NOTIFY_CHANNEL", "READY_MESSAGE", "Change", "ChangeFeed", "CycleReport", "Operation",
+    "OutboxEntry",
     "OutboxState", "PollReport", "PollingWatch", "PollingWatcher", "Position", "Producer", "Relay",
     "RelayReport", "Watch", "WatcherPosition", "WatcherRow", "default_payload", "load_watches", "serve",
 ]

@@ -10,50 +10,29 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import UTC, date, datetime
+from datetime import date
 from typing import Any
 
 import pytest
 from sqlalchemy import Engine, create_engine, event, select
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import sessionmaker
 from sqlalchemy.pool import StaticPool
 
 import app.changefeed.models  # noqa: F401  (registers the outbox tables on Hookline's metadata)
 from app.catalogue import default_catalogue
 from app.changefeed import ChangeFeed, OutboxEntry, OutboxState
 from app.models import Base
-from crewpass.feed import watch_crewpass
 from crewpass.gating import Decision, Withheld
-from crewpass.models import (
-    Consent,
-    CrewMember,
-    Document,
-    FleetMembership,
-    Partner,
-    PartnerScope,
-    Vessel,
-    WithheldNotice,
-    create_tables,
-)
+from crewpass.models import CrewMember, Document, FleetMembership, Vessel, create_tables
 from crewpass.vocabulary import (
     COMPLIANCE_CHANGED_EVENT,
     DOCUMENT_PROCESSED_EVENT,
     DOCUMENT_UPDATED_EVENT,
     EVENT_TYPES,
     PROFILE_UPDATED_EVENT,
-    SCOPES,
     STATUS_CHANGED_EVENT,
 )
-
-PROVIDER = "Sterling Background Ltd"
-NOTES = "ops: do not renew before the audit"
-NUMBER = "CoC-0044-1987"
-VERIFIER = "DocuCheck Maritime"
-
-#: A crew member as first written: every change below starts from these values.
-CREW = {"given_name": "Ada", "family_name": "Lovelace", "rank": "Second Officer", "nationality": "GB",
-        "phone": "+44 7700 900123", "email": "ada@crew.example", "verification_status": "pending",
-        "background_check_status": "in-progress", "compliance_status": "compliant"}
+from tests.crewpass_fleet import CREW, NOTES, NUMBER, PROVIDER, VERIFIER, Fleet, document_payload
 
 
 @pytest.fixture
@@ -66,108 +45,21 @@ def engine() -> Iterator[Engine]:
     engine.dispose()
 
 
-class Fleet:
-    """The CrewPass world on one database, written through sessions the feed is installed on."""
-
-    def __init__(self, engine: Engine, **watch_options: Any) -> None:
-        self.feed = ChangeFeed(default_catalogue(), max_payload_bytes=256 * 1024)
-        self.watches = watch_crewpass(self.feed, **watch_options)
-        self.sessions = sessionmaker(engine)  # expire on commit, as an application's factory usually is
-        self.feed.install(self.sessions)
-
-    # -- building the world (inserts: no watch emits on insert) --------------------------
-    def partner(self, tenant: str, scopes: tuple[str, ...] = SCOPES) -> str:
-        with self.sessions.begin() as session:
-            partner = Partner(name=tenant.title(), tenant=tenant)
-            session.add(partner)
-            session.flush()
-            session.add_all(PartnerScope(partner_id=partner.id, scope=s) for s in scopes)
-            session.add(Vessel(id=f"ves_{tenant}", partner_id=partner.id, name=f"MV {tenant}"))
-            return partner.id
-
-    def crew(self, *, serves: tuple[str, ...] = (), consents: tuple[str, ...] | None = None,
-             **values: Any) -> str:
-        """A crew member serving on the vessel of each partner in *serves*, consenting to *consents*
-        (default: the same partners)."""
-        with self.sessions.begin() as session:
-            crew = CrewMember(**{**CREW, **values})
-            session.add(crew)
-            session.flush()
-            for tenant in serves:
-                session.add(FleetMembership(crew_id=crew.id, vessel_id=f"ves_{tenant}"))
-            for tenant in serves if consents is None else consents:
-                session.add(Consent(crew_id=crew.id, partner_id=self.partner_id(session, tenant)))
-            return crew.id
-
-    def document(self, crew_id: str, status: str = "pending", **values: Any) -> str:
-        with self.sessions.begin() as session:
-            document = Document(crew_id=crew_id, document_type="stcw_basic_safety", number=NUMBER,
-                                verification_status=status, expires_on=date(2031, 5, 1), **values)
-            session.add(document)
-            session.flush()
-            return document.id
-
-    @staticmethod
-    def partner_id(session: Session, tenant: str) -> str:
-        return session.scalars(select(Partner.id).where(Partner.tenant == tenant)).one()
-
-    # -- changing it ---------------------------------------------------------------------
-    def change_crew(self, crew_id: str, **values: Any) -> None:
-        with self.sessions.begin() as session:
-            crew = session.get(CrewMember, crew_id)
-            assert crew is not None
-            for name, value in values.items():
-                setattr(crew, name, value)
-
-    def change_document(self, document_id: str, **values: Any) -> None:
-        with self.sessions.begin() as session:
-            document = session.get(Document, document_id)
-            assert document is not None
-            for name, value in values.items():
-                setattr(document, name, value)
-
-    def leave_fleet(self, crew_id: str, tenant: str) -> None:
-        with self.sessions.begin() as session:
-            membership = session.scalars(select(FleetMembership).where(
-                FleetMembership.crew_id == crew_id, FleetMembership.vessel_id == f"ves_{tenant}")).one()
-            membership.left_at = datetime(2030, 1, 1, tzinfo=UTC)
-
-    def withdraw_consent(self, crew_id: str, tenant: str) -> None:
-        with self.sessions.begin() as session:
-            consent = session.get(Consent, (crew_id, self.partner_id(session, tenant)))
-            assert consent is not None
-            consent.granted = False
-
-    # -- what the feed wrote --------------------------------------------------------------
-    def outbox(self) -> list[OutboxEntry]:
-        with self.sessions() as session:
-            return list(session.scalars(select(OutboxEntry).order_by(OutboxEntry.id)))
-
-    def sent(self) -> list[tuple[str, str, dict[str, Any]]]:
-        """``(tenant, event type, payload)`` of every outbox row, in write order."""
-        return [(row.tenant_ref, row.event_type, row.payload) for row in self.outbox()]
-
-    def withheld(self) -> list[tuple[str, str, str, str]]:
-        """``(event type, crew id, partner id, reason)`` of every withheld notice, in write order."""
-        with self.sessions() as session:
-            return [(n.event_type, n.crew_id, n.partner_id, n.reason)
-                    for n in session.scalars(select(WithheldNotice).order_by(WithheldNotice.id))]
+def fleet_on(engine: Engine, **watch_options: Any) -> Fleet:
+    """A fleet written through the application's own session factory (expire on commit, as usual)."""
+    feed = ChangeFeed(default_catalogue(), max_payload_bytes=256 * 1024)
+    return Fleet(sessionmaker(engine), feed, **watch_options)
 
 
 @pytest.fixture
 def fleet(engine: Engine) -> Fleet:
-    return Fleet(engine)
+    return fleet_on(engine)
 
 
 @pytest.fixture
 def acme(fleet: Fleet) -> str:
     """A partner holding every scope."""
     return fleet.partner("acme")
-
-
-def document_payload(crew_id: str, document_id: str, old: str, new: str) -> dict[str, Any]:
-    return {"crew_id": crew_id, "document_id": document_id, "document_type": "stcw_basic_safety",
-            "verification_status": new, "previous_status": old, "expires_on": "2031-05-01"}
 
 
 class TestTheWatches:
@@ -501,7 +393,7 @@ class TestWatchOptions:
     """``log_withheld=False`` writes no notices; ``on_decision`` hears every decision."""
 
     def test_without_the_log_a_withheld_partner_is_only_left_out(self, engine: Engine) -> None:
-        fleet = Fleet(engine, log_withheld=False)
+        fleet = fleet_on(engine, log_withheld=False)
         fleet.partner("acme")
         fleet.partner("globex", scopes=())
         crew_id = fleet.crew(serves=("acme", "globex"))
@@ -511,7 +403,7 @@ class TestWatchOptions:
 
     def test_on_decision_hears_each_partner_considered(self, engine: Engine) -> None:
         heard: list[tuple[str, str, Decision]] = []
-        fleet = Fleet(engine, on_decision=lambda *args: heard.append(args))
+        fleet = fleet_on(engine, on_decision=lambda *args: heard.append(args))
         acme = fleet.partner("acme")
         globex = fleet.partner("globex", scopes=())
         crew_id = fleet.crew(serves=("acme", "globex"))

@@ -52,11 +52,20 @@ INTERNAL_KEYS = ("background_check_provider", "internal_notes", "verified_by", "
 
 
 @pytest.fixture(autouse=True)
-def _crewpass_tables(stack: Stack) -> None:
-    """The CrewPass tables exist and, like the outbox, are empty (Hookline's are emptied by conftest)."""
+def _crewpass_tables(stack: Stack) -> Iterator[None]:
+    """The CrewPass tables exist and, like the outbox, are empty (Hookline's are emptied by conftest);
+    emptied again afterwards, so no partner of these tests is left for a later test to meet."""
+
+    tables = ", ".join(("outbox", *CREWPASS_TABLES))
+
+    def empty() -> None:
+        with stack.hookline.engine.begin() as connection:
+            connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+
     create_tables(stack.hookline.engine)
-    with stack.hookline.engine.begin() as connection:
-        connection.execute(text(f"TRUNCATE outbox, {', '.join(CREWPASS_TABLES)} RESTART IDENTITY CASCADE"))
+    empty()
+    yield
+    empty()
 
 
 @pytest.fixture

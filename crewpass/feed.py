@@ -75,6 +75,6 @@ def watch_crewpass(feed: ChangeFeed, *, log_withheld: bool = True,
                    event_type=STATUS_CHANGED_EVENT, fields=payloads.STATUS_FIELDS,
                    payload=payloads.status, recipients=gate(STATUS_CHANGED_EVENT)),
         feed.watch(CrewMember, attributes=list(PROFILE_FIELDS), event_type=PROFILE_UPDATED_EVENT,
-                   fields=payloads.PROFILE_FIELDS, payload=payloads.profile,
+                   fields=payloads.PROFILE_VALUES, payload=payloads.profile,
                    recipients=gate(PROFILE_UPDATED_EVENT)),
     ]

@@ -16,10 +16,10 @@ from crewpass.vocabulary import SHARED_PROFILE_FIELDS
 #: ``{payload key: Document attribute}`` the document events read.
 DOCUMENT_FIELDS = {"crew_id": "crew_id", "document_id": "id", "document_type": "document_type",
                    "expires_on": "expires_on"}
-#: ``{payload key: CrewMember attribute}`` the crew events read.
+#: ``{payload key: CrewMember attribute}`` the crew events read (the profile event: its shared values).
 STATUS_FIELDS = {"crew_id": "id", "verification_status": "verification_status",
                  "background_check_status": "background_check_status"}
-PROFILE_FIELDS = {"crew_id": "id", **{name: name for name in SHARED_PROFILE_FIELDS}}
+PROFILE_VALUES = {"crew_id": "id", **{name: name for name in SHARED_PROFILE_FIELDS}}
 
 
 def document(change: Change) -> dict[str, Any]:

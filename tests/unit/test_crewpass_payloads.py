@@ -116,7 +116,7 @@ class TestProfile:
         assert PHONE not in serialised and EMAIL not in serialised and "old@x.example" not in serialised
 
     def test_its_field_map_has_no_contact_details(self) -> None:
-        assert payloads.PROFILE_FIELDS == {"crew_id": "id", "given_name": "given_name",
+        assert payloads.PROFILE_VALUES == {"crew_id": "id", "given_name": "given_name",
                                            "family_name": "family_name", "rank": "rank",
                                            "nationality": "nationality"}
 

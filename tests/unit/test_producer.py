@@ -193,9 +193,12 @@ class TestWakers:
     """PostgreSQL producers listen for NOTIFY unless told not to; others poll."""
 
     def test_the_waker_follows_the_database(self, make_harness: Any) -> None:
-        sqlite = Hookline(make_harness().settings)
+        # The harness's recording sender: no broker (embedded or not) is started.
+        lite = make_harness()
+        sqlite = Hookline(lite.settings, sender=lite.sender)
         assert isinstance(Producer(sqlite).waker, TimedWaker)
-        postgres = Hookline(make_harness(database_url="postgresql://h/db").settings)
+        pg = make_harness(database_url="postgresql://h/db")
+        postgres = Hookline(pg.settings, sender=pg.sender)
         assert isinstance(Producer(postgres).waker, NotifyWaker)
         assert isinstance(Producer(postgres, listen=False).waker, TimedWaker)
         assert Producer(postgres).waker.conninfo == "postgresql://h/db"  # type: ignore[attr-defined]

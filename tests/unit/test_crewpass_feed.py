@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import Any
 
 import pytest
@@ -350,14 +350,19 @@ class TestGating:
         assert sorted(tenant for tenant, _, _ in fleet.sent()) == ["acme", "globex"]
         assert fleet.withheld() == [(PROFILE_UPDATED_EVENT, crew_id, initech, "no_consent")]
 
+    @pytest.mark.parametrize("left", ["ves_acme", "ves_acme_2"])
     def test_leaving_one_vessel_of_a_fleet_while_serving_on_another_keeps_the_crew_member_on_it(
-            self, fleet: Fleet, acme: str) -> None:
+            self, fleet: Fleet, acme: str, left: str) -> None:
+        # either vessel may be the one left: the current membership must count whichever row comes last
         crew_id = fleet.crew(serves=("acme",))
         with fleet.sessions.begin() as session:
             session.add(Vessel(id="ves_acme_2", partner_id=acme, name="MV acme two"))
             session.flush()
             session.add(FleetMembership(crew_id=crew_id, vessel_id="ves_acme_2"))
-        fleet.leave_fleet(crew_id, "acme")  # the first vessel only
+        with fleet.sessions.begin() as session:
+            membership = session.scalars(select(FleetMembership).where(
+                FleetMembership.crew_id == crew_id, FleetMembership.vessel_id == left)).one()
+            membership.left_at = datetime(2030, 1, 1, tzinfo=UTC)
         fleet.change_crew(crew_id, compliance_status="at_risk")
         assert [tenant for tenant, _, _ in fleet.sent()] == ["acme"]
         assert fleet.withheld() == []

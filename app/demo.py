@@ -91,9 +91,6 @@ class Process:
             time.sleep(0.1)
         return False
 
-    def alive(self) -> bool:
-        return self.popen.poll() is None
-
     def stop(self, grace: float = 15.0) -> None:
         if self.popen.poll() is not None:
             return
@@ -122,9 +119,6 @@ class Processes:
         process = Process(name, popen, path)
         self.started.append(process)
         return process
-
-    def log_path(self, name: str) -> str:
-        return str(self.settings.data_dir / f"demo-{name}.log")
 
     def stop_all(self) -> None:
         for process in reversed(self.started):

@@ -21,7 +21,6 @@ addressed to it, each verified; the exit status says whether that held.
 
 from __future__ import annotations
 
-import json
 import random
 import statistics
 import time
@@ -50,6 +49,8 @@ from crewpass.vocabulary import EVENT_TYPES
 
 #: The path each partner's receiver serves.
 PATH = "/crewpass"
+#: The header naming the event type (the receiver keeps headers as sent).
+EVENT_TYPE_HEADER = "x-crewpass-event-type"
 #: The partner whose receiver fails each event's first attempt.
 FLAKY_PARTNER = "harbor"
 OPEN_STATES = (DeliveryState.PENDING, DeliveryState.IN_FLIGHT, DeliveryState.RETRY_SCHEDULED)
@@ -69,8 +70,8 @@ class PartnerRun:
 class Tally:
     """What the database says about this run, read at each refresh."""
 
-    #: ``(tenant id, event type) -> outbox rows`` and rows per state.
-    addressed: Counter[tuple[str, str]] = field(default_factory=Counter)
+    #: Outbox rows (one per partner addressed) per event type, and per state.
+    addressed: Counter[str] = field(default_factory=Counter)
     outbox_states: Counter[str] = field(default_factory=Counter)
     #: ``(partner id, reason) -> count`` and ``event type -> count``.
     withheld: Counter[tuple[str, str]] = field(default_factory=Counter)
@@ -115,8 +116,9 @@ def run_demo(settings: Settings, *, changes: int, rate: float, forever: bool, wi
 
         # The worker logs at INFO so its "ready." line shows; the simulator starts once
         # the worker and every producer are ready.
-        waiting = [(processes.spawn("worker", "worker", "--beat", "--concurrency", "8",
-                                    extra_env={"HOOKLINE_LOG_LEVEL": "INFO"}), " ready.")]
+        worker = processes.spawn("worker", "worker", "--beat", "--concurrency", "8",
+                                 extra_env={"HOOKLINE_LOG_LEVEL": "INFO"})
+        waiting = [(worker, " ready.")]
         waiting += [(processes.spawn(f"producer{n}", "producer"), READY_MESSAGE) for n in range(producers)]
         if with_flower:
             processes.spawn("flower", "flower", extra_env={"FLOWER_UNAUTHENTICATED_API": "true"})
@@ -126,7 +128,7 @@ def run_demo(settings: Settings, *, changes: int, rate: float, forever: bool, wi
                 console.print(f"[red]{process.name} did not start: see {process.log}[/]")
                 return 1
         console.print(f"{len(world.crew)} crew on {len(world.vessels)} vessels of {len(partners)} partners; "
-                      f"logs: {processes.log_path('worker')}, {processes.log_path('producer0')}")
+                      f"logs: {worker.log}, {waiting[1][0].log}")
 
         tenant_ids = [p.tenant_id for p in partners]
         partner_ids = [p.partner_id for p in partners]
@@ -183,11 +185,11 @@ def run_demo(settings: Settings, *, changes: int, rate: float, forever: bool, wi
 def _read(hl: Hookline, tenant_ids: list[str], partner_ids: list[str]) -> Tally:
     tally = Tally()
     with hl.sessions() as session:
-        for tenant, event_type, state, n in session.execute(
-                select(OutboxEntry.tenant_ref, OutboxEntry.event_type, OutboxEntry.state, func.count())
+        for event_type, state, n in session.execute(
+                select(OutboxEntry.event_type, OutboxEntry.state, func.count())
                 .where(OutboxEntry.tenant_ref.in_(tenant_ids))
-                .group_by(OutboxEntry.tenant_ref, OutboxEntry.event_type, OutboxEntry.state)):
-            tally.addressed[(tenant, event_type)] += n
+                .group_by(OutboxEntry.event_type, OutboxEntry.state)):
+            tally.addressed[event_type] += n
             tally.outbox_states[str(state)] += n
         for partner_id, reason, event_type, n in session.execute(
                 select(WithheldNotice.partner_id, WithheldNotice.reason, WithheldNotice.event_type,
@@ -207,12 +209,10 @@ def _read(hl: Hookline, tenant_ids: list[str], partner_ids: list[str]) -> Tally:
 
 
 def _received_types(receiver: Receiver) -> dict[str, str]:
-    """``event id -> event type`` of what *receiver* accepted."""
-    found: dict[str, str] = {}
-    for request in receiver.for_path(PATH):
-        if 200 <= request.status < 300:
-            found[request.event_id] = json.loads(request.body).get("event_type", "?")
-    return found
+    """``event id -> event type`` of what *receiver* accepted (the CrewPass event-type header)."""
+    return {request.event_id: next((value for key, value in request.headers.items()
+                                    if key.lower() == EVENT_TYPE_HEADER), "?")
+            for request in receiver.for_path(PATH) if 200 <= request.status < 300}
 
 
 def _header(steps: list[Step], started: float) -> str:
@@ -230,8 +230,7 @@ def _types_table(partners: list[PartnerRun], tally: Tally) -> Table:
     for partner in partners:
         received.update(_received_types(partner.receiver).values())
     for event_type in EVENT_TYPES:
-        addressed = sum(n for (_tenant, t), n in tally.addressed.items() if t == event_type)
-        table.add_row(event_type, str(addressed), str(received[event_type]),
+        table.add_row(event_type, str(tally.addressed[event_type]), str(received[event_type]),
                       str(tally.withheld_by_type[event_type]))
     return table
 
@@ -282,11 +281,10 @@ def _summary(hl: Hookline, partners: list[PartnerRun], steps: list[Step], tally:
                       f" {partner.receiver.duplicates} duplicate(s) deduped); withheld: "
                       + ", ".join(f"{k} {v}" for k, v in withheld.items())
                       + ("" if ok else f" [red]missing {len(missing)}, unexpected {len(extra)}[/]"))
-        for request in partner.receiver.received:
-            key = f"{partner.tenant_id}:{request.event_id}"
-            first_seen[key] = min(first_seen.get(key, request.at), request.at)
-    latencies = sorted((first_seen[key] - occurred[key.split(":", 1)[1]]) * 1000
-                       for key in first_seen if key.split(":", 1)[1] in occurred)
+        for request in partner.receiver.received:  # an event id is one partner's event
+            first_seen[request.event_id] = min(first_seen.get(request.event_id, request.at), request.at)
+    latencies = sorted((at - occurred[event_id]) * 1000
+                       for event_id, at in first_seen.items() if event_id in occurred)
     if latencies:
         p95 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.95))]
         console.print(f"  change → first request at the receiver: p50 {statistics.median(latencies):.0f} ms,"

@@ -194,7 +194,11 @@ def _number(rng: random.Random) -> str:
 
 
 class FleetSimulator:
-    """Makes one change to *world* per :meth:`step`, each in its own transaction."""
+    """Makes one change to *world* per :meth:`step`, each in its own transaction.
+
+    Each ``_<kind>`` method makes its change and returns the kind it actually made
+    (a document step with no document to act on uploads one instead) and a summary.
+    """
 
     def __init__(self, sessions: sessionmaker[Session], world: World, *, seed: int = 11) -> None:
         self.sessions = sessions
@@ -210,41 +214,42 @@ class FleetSimulator:
         with self.sessions.begin() as session:
             crew = session.get(CrewMember, crew_id)
             assert crew is not None, f"crew member {crew_id} is gone"
-            summary = getattr(self, f"_{kind}")(session, crew)
-        return Step(kind, crew_id, summary)
+            done, summary = getattr(self, f"_{kind}")(session, crew)
+        return Step(done, crew_id, summary)
 
     # -- changes CrewPass publishes --------------------------------------------------
-    def _document_verified(self, session: Session, crew: CrewMember) -> str:
+    def _document_verified(self, session: Session, crew: CrewMember) -> tuple[str, str]:
         document = self._document(session, crew, "pending")
         if document is None:
             return self._document_uploaded(session, crew)
         verdict = "verified" if self.rng.random() < 0.85 else "rejected"
         document.verification_status = verdict
         document.verified_by = self.rng.choice(PROVIDERS)
-        return f"{document.document_type} of {crew.given_name} {verdict}"
+        return "document_verified", f"{document.document_type} of {crew.given_name} {verdict}"
 
-    def _document_expired(self, session: Session, crew: CrewMember) -> str:
+    def _document_expired(self, session: Session, crew: CrewMember) -> tuple[str, str]:
         document = self._document(session, crew, "verified")
         if document is None:
             return self._document_uploaded(session, crew)
         document.verification_status = "expired"
-        return f"{document.document_type} of {crew.given_name} expired"
+        return "document_expired", f"{document.document_type} of {crew.given_name} expired"
 
-    def _compliance(self, _session: Session, crew: CrewMember) -> str:
+    def _compliance(self, _session: Session, crew: CrewMember) -> tuple[str, str]:
         crew.compliance_status = next_compliance(crew.compliance_status, self.rng)
-        return f"{crew.given_name} is now {crew.compliance_status}"
+        return "compliance", f"{crew.given_name} is now {crew.compliance_status}"
 
-    def _background_check(self, _session: Session, crew: CrewMember) -> str:
+    def _background_check(self, _session: Session, crew: CrewMember) -> tuple[str, str]:
         crew.background_check_status = next_background_check(crew.background_check_status, self.rng)
         if crew.background_check_status == "pending":
             crew.background_check_provider = self.rng.choice(PROVIDERS)
-        return f"background check of {crew.given_name}: {crew.background_check_status}"
+        return "background_check", (f"background check of {crew.given_name}: "
+                                    f"{crew.background_check_status}")
 
-    def _verification(self, _session: Session, crew: CrewMember) -> str:
+    def _verification(self, _session: Session, crew: CrewMember) -> tuple[str, str]:
         crew.verification_status = next_verification(crew.verification_status, self.rng)
-        return f"identity of {crew.given_name}: {crew.verification_status}"
+        return "verification", f"identity of {crew.given_name}: {crew.verification_status}"
 
-    def _profile(self, _session: Session, crew: CrewMember) -> str:
+    def _profile(self, _session: Session, crew: CrewMember) -> tuple[str, str]:
         field = self.rng.choice(("rank", "phone", "nationality"))
         if field == "rank":
             crew.rank = self.rng.choice([r for r in RANKS if r != crew.rank])
@@ -252,37 +257,37 @@ class FleetSimulator:
             crew.phone = f"+47 9{self.rng.randrange(10_000_000):07d}"
         else:
             crew.nationality = self.rng.choice([n for n in NATIONALITIES if n != crew.nationality])
-        return f"{crew.given_name} updated their {field}"
+        return "profile", f"{crew.given_name} updated their {field}"
 
     # -- changes it must not publish, and changes that move the gate ------------------
-    def _document_uploaded(self, session: Session, crew: CrewMember) -> str:
+    def _document_uploaded(self, session: Session, crew: CrewMember) -> tuple[str, str]:
         document = Document(crew_id=crew.id, document_type=self.rng.choice(DOCUMENT_TYPES),
                             number=_number(self.rng), verification_status="pending",
                             expires_on=date.today() + timedelta(days=self.rng.randrange(30, 900)))
         session.add(document)
-        return f"{crew.given_name} uploaded a {document.document_type}"
+        return "document_uploaded", f"{crew.given_name} uploaded a {document.document_type}"
 
-    def _internal_note(self, _session: Session, crew: CrewMember) -> str:
+    def _internal_note(self, _session: Session, crew: CrewMember) -> tuple[str, str]:
         crew.internal_notes = f"reviewed by ops #{self.rng.randrange(1000)}"
         crew.background_check_provider = self.rng.choice(PROVIDERS)
-        return f"internal note on {crew.given_name}"
+        return "internal_note", f"internal note on {crew.given_name}"
 
-    def _consent(self, session: Session, crew: CrewMember) -> str:
+    def _consent(self, session: Session, crew: CrewMember) -> tuple[str, str]:
         consents = list(session.scalars(select(Consent).where(Consent.crew_id == crew.id)
                                         .order_by(Consent.partner_id)))
         if not consents:
-            return f"{crew.given_name} has no partner to consent to"
+            return "consent", f"{crew.given_name} has no partner to consent to"
         consent = self.rng.choice(consents)
         consent.granted = not consent.granted
-        return f"{crew.given_name} {'gave' if consent.granted else 'withdrew'} consent"
+        return "consent", f"{crew.given_name} {'gave' if consent.granted else 'withdrew'} consent"
 
-    def _transfer(self, session: Session, crew: CrewMember) -> str:
+    def _transfer(self, session: Session, crew: CrewMember) -> tuple[str, str]:
         current = list(session.scalars(select(FleetMembership).where(
             FleetMembership.crew_id == crew.id, FleetMembership.left_at.is_(None))))
         serving = {m.vessel_id for m in current}
         choices = [v for v in self.world.vessels if v not in serving]
         if not current or not choices:
-            return f"{crew.given_name} stays aboard"
+            return "transfer", f"{crew.given_name} stays aboard"
         leaving = self.rng.choice(current)
         leaving.left_at = utcnow()
         joining = self.rng.choice(choices)
@@ -290,7 +295,7 @@ class FleetSimulator:
         owner = session.scalar(select(Vessel.partner_id).where(Vessel.id == joining))
         if owner is not None and session.get(Consent, (crew.id, owner)) is None:
             session.add(Consent(crew_id=crew.id, partner_id=owner, granted=True))
-        return f"{crew.given_name} moved vessels"
+        return "transfer", f"{crew.given_name} moved vessels"
 
     def _document(self, session: Session, crew: CrewMember, status: str) -> Document | None:
         return session.scalars(select(Document).where(Document.crew_id == crew.id,

@@ -113,6 +113,17 @@ class TestSteps:
             checked += 1
         assert checked >= 3
 
+    def test_a_step_reports_the_change_it_made_even_when_it_falls_back_to_an_upload(
+            self, engine: Engine) -> None:
+        sessions, world = world_on(engine)
+        simulator = FleetSimulator(sessions, world, seed=11)
+        steps = [simulator.step() for _ in range(300)]
+        with sessions() as session:
+            documents = len(session.scalars(select(Document)).all())
+        assert documents == 24 + sum(1 for s in steps if s.kind == "document_uploaded")
+        assert all(s.publishes == (s.kind not in {"document_uploaded", "internal_note", "consent",
+                                                  "transfer"}) for s in steps)
+
     def test_a_long_run_makes_every_kind_of_change(self, engine: Engine) -> None:
         sessions, world = world_on(engine)
         simulator = FleetSimulator(sessions, world, seed=11)

@@ -19,12 +19,9 @@ from typing import Any
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
-from crewpass.gating import Decision, Standing, decide_all
+from crewpass.gating import Standing, decide_all
 from crewpass.models import Consent, Document, FleetMembership, Partner, PartnerScope, Vessel, WithheldNotice
 from crewpass.vocabulary import EVENT_SCOPES
-
-#: Called with each decision the gate makes (the demo counts them live).
-DecisionHook = Callable[[str, str, Decision], None]
 
 
 def standings(session: Session, crew_id: str) -> list[Standing]:
@@ -59,8 +56,7 @@ def crew_id_of(subject: Any) -> str:
     return str(subject.crew_id if isinstance(subject, Document) else subject.id)
 
 
-def recipients_for(event_type: str, *, log_withheld: bool = True,
-                   on_decision: DecisionHook | None = None) -> Callable[[Session, Any], list[str]]:
+def recipients_for(event_type: str) -> Callable[[Session, Any], list[str]]:
     """The change feed's ``recipients`` callback for *event_type*: the tenants the gate lets through."""
     scope = EVENT_SCOPES[event_type]
 
@@ -68,13 +64,10 @@ def recipients_for(event_type: str, *, log_withheld: bool = True,
         crew_id = crew_id_of(subject)
         decisions = decide_all(standings(session, crew_id), scope)
         refused = [d for d in decisions if not d.allowed]
-        if refused and log_withheld:
+        if refused:
             session.connection().execute(insert(WithheldNotice), [
                 {"event_type": event_type, "crew_id": crew_id, "partner_id": d.partner_id,
                  "reason": str(d.withheld)} for d in refused])
-        if on_decision is not None:
-            for decision in decisions:
-                on_decision(event_type, crew_id, decision)
         return [d.tenant for d in decisions if d.allowed]
 
     return recipients

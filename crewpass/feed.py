@@ -23,14 +23,9 @@ lets through (:mod:`crewpass.audience`).
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
-from sqlalchemy.orm import Session
-
 from app.changefeed import Change, ChangeFeed, Watch
 from crewpass import payloads
-from crewpass.audience import DecisionHook, recipients_for
+from crewpass.audience import recipients_for
 from crewpass.models import CrewMember, Document
 from crewpass.vocabulary import (
     COMPLIANCE_CHANGED_EVENT,
@@ -54,27 +49,22 @@ def other_document_change(change: Change) -> bool:
     return not finished_processing(change)
 
 
-def watch_crewpass(feed: ChangeFeed, *, log_withheld: bool = True,
-                   on_decision: DecisionHook | None = None) -> list[Watch]:
+def watch_crewpass(feed: ChangeFeed) -> list[Watch]:
     """Register the five CrewPass watches on *feed*; returns them."""
-
-    def gate(event_type: str) -> Callable[[Session, Any], list[str]]:
-        return recipients_for(event_type, log_withheld=log_withheld, on_decision=on_decision)
-
     return [
         feed.watch(Document, attributes=["verification_status"], event_type=DOCUMENT_PROCESSED_EVENT,
                    fields=payloads.DOCUMENT_FIELDS, when=finished_processing,
-                   payload=payloads.document, recipients=gate(DOCUMENT_PROCESSED_EVENT)),
+                   payload=payloads.document, recipients=recipients_for(DOCUMENT_PROCESSED_EVENT)),
         feed.watch(Document, attributes=["verification_status"], event_type=DOCUMENT_UPDATED_EVENT,
                    fields=payloads.DOCUMENT_FIELDS, when=other_document_change,
-                   payload=payloads.document, recipients=gate(DOCUMENT_UPDATED_EVENT)),
+                   payload=payloads.document, recipients=recipients_for(DOCUMENT_UPDATED_EVENT)),
         feed.watch(CrewMember, attributes=["compliance_status"], event_type=COMPLIANCE_CHANGED_EVENT,
                    fields={"crew_id": "id"}, payload=payloads.compliance,
-                   recipients=gate(COMPLIANCE_CHANGED_EVENT)),
+                   recipients=recipients_for(COMPLIANCE_CHANGED_EVENT)),
         feed.watch(CrewMember, attributes=["verification_status", "background_check_status"],
                    event_type=STATUS_CHANGED_EVENT, fields=payloads.STATUS_FIELDS,
-                   payload=payloads.status, recipients=gate(STATUS_CHANGED_EVENT)),
+                   payload=payloads.status, recipients=recipients_for(STATUS_CHANGED_EVENT)),
         feed.watch(CrewMember, attributes=list(PROFILE_FIELDS), event_type=PROFILE_UPDATED_EVENT,
                    fields=payloads.PROFILE_VALUES, payload=payloads.profile,
-                   recipients=gate(PROFILE_UPDATED_EVENT)),
+                   recipients=recipients_for(PROFILE_UPDATED_EVENT)),
     ]

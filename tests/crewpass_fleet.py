@@ -51,9 +51,9 @@ def document_payload(crew_id: str, document_id: str, old: str, new: str) -> dict
 class Fleet:
     """The CrewPass world on one database, written through *sessions*, which *feed* is installed on."""
 
-    def __init__(self, sessions: sessionmaker[Session], feed: ChangeFeed, **watch_options: Any) -> None:
+    def __init__(self, sessions: sessionmaker[Session], feed: ChangeFeed) -> None:
         self.feed = feed
-        self.watches = watch_crewpass(feed, **watch_options)
+        self.watches = watch_crewpass(feed)
         self.sessions = sessions
         feed.install(sessions)
 

@@ -22,7 +22,6 @@ import app.changefeed.models  # noqa: F401  (registers the outbox tables on Hook
 from app.catalogue import default_catalogue
 from app.changefeed import ChangeFeed, OutboxEntry, OutboxState
 from app.models import Base
-from crewpass.gating import Decision, Withheld
 from crewpass.models import CrewMember, Document, FleetMembership, Vessel, create_tables
 from crewpass.vocabulary import (
     COMPLIANCE_CHANGED_EVENT,
@@ -45,15 +44,10 @@ def engine() -> Iterator[Engine]:
     engine.dispose()
 
 
-def fleet_on(engine: Engine, **watch_options: Any) -> Fleet:
-    """A fleet written through the application's own session factory (expire on commit, as usual)."""
-    feed = ChangeFeed(default_catalogue(), max_payload_bytes=256 * 1024)
-    return Fleet(sessionmaker(engine), feed, **watch_options)
-
-
 @pytest.fixture
 def fleet(engine: Engine) -> Fleet:
-    return fleet_on(engine)
+    """A fleet written through the application's own session factory (expire on commit, as usual)."""
+    return Fleet(sessionmaker(engine), ChangeFeed(default_catalogue(), max_payload_bytes=256 * 1024))
 
 
 @pytest.fixture
@@ -393,27 +387,3 @@ class TestGating:
         assert sorted(event_type for _, event_type, _ in fleet.sent()) == sorted([
             COMPLIANCE_CHANGED_EVENT, PROFILE_UPDATED_EVENT])
 
-
-class TestWatchOptions:
-    """``log_withheld=False`` writes no notices; ``on_decision`` hears every decision."""
-
-    def test_without_the_log_a_withheld_partner_is_only_left_out(self, engine: Engine) -> None:
-        fleet = fleet_on(engine, log_withheld=False)
-        fleet.partner("acme")
-        fleet.partner("globex", scopes=())
-        crew_id = fleet.crew(serves=("acme", "globex"))
-        fleet.change_crew(crew_id, compliance_status="at_risk")
-        assert [tenant for tenant, _, _ in fleet.sent()] == ["acme"]
-        assert fleet.withheld() == []
-
-    def test_on_decision_hears_each_partner_considered(self, engine: Engine) -> None:
-        heard: list[tuple[str, str, Decision]] = []
-        fleet = fleet_on(engine, on_decision=lambda *args: heard.append(args))
-        acme = fleet.partner("acme")
-        globex = fleet.partner("globex", scopes=())
-        crew_id = fleet.crew(serves=("acme", "globex"))
-        fleet.change_crew(crew_id, compliance_status="at_risk")
-        decisions = [(event_type, crew, d.partner_id, d.withheld) for event_type, crew, d in heard]
-        assert sorted(decisions) == sorted([
-            (COMPLIANCE_CHANGED_EVENT, crew_id, acme, None),
-            (COMPLIANCE_CHANGED_EVENT, crew_id, globex, Withheld.SCOPE)])

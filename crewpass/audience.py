@@ -38,17 +38,19 @@ def standings(session: Session, crew_id: str) -> list[Standing]:
     related = sorted(set(on_fleet) | set(consents))
     if not related:
         return []
+    tenants: dict[str, str] = {}  # in partner id order
     scopes: dict[str, set[str]] = {}
-    for partner_id, scope in session.execute(
-            select(PartnerScope.partner_id, PartnerScope.scope)
-            .where(PartnerScope.partner_id.in_(related))):
-        scopes.setdefault(partner_id, set()).add(scope)
-    partners = session.execute(select(Partner.id, Partner.tenant).where(Partner.id.in_(related))
-                               .order_by(Partner.id)).all()
+    for partner_id, tenant, scope in session.execute(
+            select(Partner.id, Partner.tenant, PartnerScope.scope)
+            .outerjoin(PartnerScope, PartnerScope.partner_id == Partner.id)
+            .where(Partner.id.in_(related)).order_by(Partner.id)):
+        tenants[partner_id] = tenant
+        held = scopes.setdefault(partner_id, set())
+        if scope is not None:  # a partner holding no scope at all
+            held.add(scope)
     return [Standing(partner_id=partner_id, tenant=tenant, on_fleet=on_fleet.get(partner_id, False),
-                     scopes=frozenset(scopes.get(partner_id, ())),
-                     consent=consents.get(partner_id, False))
-            for partner_id, tenant in partners]
+                     scopes=frozenset(scopes[partner_id]), consent=consents.get(partner_id, False))
+            for partner_id, tenant in tenants.items()]
 
 
 def crew_id_of(subject: Any) -> str:

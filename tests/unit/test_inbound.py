@@ -257,6 +257,17 @@ class TestReceiving:
         assert (harness.count(Event), harness.count(Delivery)) == (0, 0)
         assert harness.sender.sent == []
 
+    def test_a_repeated_idempotency_key_is_refused_once_the_hook_is_revoked(
+        self, harness: Harness, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        created = create(harness, harness.tenant())
+        receive(harness, created.token, idempotency_key="delivery-1")
+        resolved = inbound.resolve(harness.sessions, created.token)
+        inbound.revoke(harness.sessions, created.hook.id)
+        monkeypatch.setattr(inbound, "resolve", lambda _sessions, _token: resolved)
+        with pytest.raises(UnknownIncomingWebhook):
+            receive(harness, created.token, idempotency_key="delivery-1")
+
 
 class TestMigration:
     """0005_incoming_webhooks builds the table the model describes, and takes it away again."""

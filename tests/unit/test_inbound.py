@@ -159,6 +159,12 @@ class TestRevocation:
         assert [h.id for h in inbound.list_hooks(harness.sessions, acme.id)] == [kept.hook.id]
         assert [h.id for h in inbound.list_hooks(harness.sessions)] == sorted([kept.hook.id, theirs.hook.id])
 
+    def test_lists_page_in_id_order_after_a_cursor(self, harness: Harness) -> None:
+        acme = harness.tenant()
+        ids = sorted(create(harness, acme).hook.id for _ in range(3))
+        assert [h.id for h in inbound.list_hooks(harness.sessions, acme.id, limit=2)] == ids[:2]
+        assert [h.id for h in inbound.list_hooks(harness.sessions, acme.id, after=ids[0])] == ids[1:]
+
 
 class TestBodies:
     """A call's body must be a JSON object; the reason is said plainly otherwise."""

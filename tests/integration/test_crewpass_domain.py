@@ -126,14 +126,9 @@ def settled(stack: Stack, receiver: Receiver, expected: dict[Member, int]) -> No
         ("succeeded", total)]
 
 
-def outbox_rows(stack: Stack) -> list[tuple[str, str]]:
+def outbox_rows(fleet: Fleet) -> list[tuple[str, str]]:
     """``(tenant ref, event type)`` of every outbox row, in write order."""
-    return [(r[0], r[1]) for r in stack.sql("SELECT tenant_ref, event_type FROM outbox ORDER BY id")]
-
-
-def withheld(stack: Stack) -> list[tuple[str, str, str, str]]:
-    return [(r[0], r[1], r[2], r[3]) for r in stack.sql(
-        "SELECT event_type, crew_id, partner_id, reason FROM cp_withheld ORDER BY id")]
+    return [(tenant, event_type) for tenant, event_type, _payload in fleet.sent()]
 
 
 def assert_nothing_internal_left(stack: Stack, receiver: Receiver) -> None:
@@ -187,7 +182,7 @@ class TestEachEvent:
         assert len(receiver.for_path(acme.path)) == 5 and receiver.duplicates == 0
         assert all(r.verified for r in receiver.received)
         assert outbox_states(stack) == {"relayed": 5}
-        assert withheld(stack) == []
+        assert fleet.withheld() == []
         assert_nothing_internal_left(stack, receiver)
 
 
@@ -226,10 +221,10 @@ class TestNothingElse:
         assert (only["event_type"], only["data"]) == (COMPLIANCE_CHANGED_EVENT, {
             "crew_id": crew_id, "overall_status": "at_risk", "previous_status": "compliant"})
         # everything above committed (or rolled back) before the marker: only its row was ever written
-        assert outbox_rows(stack) == [("acme", COMPLIANCE_CHANGED_EVENT)]
+        assert outbox_rows(fleet) == [("acme", COMPLIANCE_CHANGED_EVENT)]
         assert outbox_states(stack) == {"relayed": 1}
         assert stack.sql("SELECT count(*) FROM events")[0][0] == 1
-        assert [w[3] for w in withheld(stack)] == ["missing_scope"]  # the marker's, for globex
+        assert [w[3] for w in fleet.withheld()] == ["missing_scope"]  # the marker's, for globex
         assert len(receiver.received) == 1
         assert_nothing_internal_left(stack, receiver)
 
@@ -267,10 +262,10 @@ class TestGating:
         assert (got["event_type"], got["partner_id"], got["data"]["crew_id"]) == (
             event_type, control.tenant_id, crew_id)
         # the gated partner's row would have committed with the control's: there is none
-        assert outbox_rows(stack) == [("control", event_type)]
+        assert outbox_rows(fleet) == [("control", event_type)]
         assert stack.sql("SELECT count(*) FROM events WHERE tenant_id = :t", t=gated.tenant_id) == [(0,)]
         assert receiver.for_path(gated.path) == []
-        assert withheld(stack) == [(event_type, crew_id, gated.partner_id, reason)]
+        assert fleet.withheld() == [(event_type, crew_id, gated.partner_id, reason)]
 
 
 @pytest.mark.usefixtures("running")

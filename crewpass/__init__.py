@@ -12,7 +12,8 @@ Hookline's engine never imports this package.
 - :mod:`crewpass.models`: the domain tables (their own metadata, not Hookline's).
 - :mod:`crewpass.gating`: who may hear about a crew member: fleet, scope, consent.
 - :mod:`crewpass.payloads`: the allow-listed data of each event.
-- :mod:`crewpass.feed`: the watches, and the recipients query that applies the gate.
+- :mod:`crewpass.audience`: the recipients query that applies the gate, and the withheld log.
+- :mod:`crewpass.feed`: the five watches.
 - :mod:`crewpass.simulator`: a fleet that changes at a steady pace, for the demo.
 - :mod:`crewpass.demo`: ``hookline demo``.
 """

@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import text
 from typer.testing import CliRunner
 
 from app.api import create_app
@@ -162,6 +163,18 @@ class TestRefusals:
         assert stack.settings.max_payload_bytes + 100 < stack.settings.api_max_request_bytes
         answer = call(client, hook["url"], json=over_payload)
         assert answer.status_code == 413 and "over the limit" in answer.json()["detail"]
+        assert events_in_database(stack) == 0
+
+    def test_a_hook_whose_event_type_left_the_catalogue_is_409(
+        self, acme: Caller, client: TestClient, stack: Stack
+    ) -> None:
+        hook = create_hook(acme)
+        with stack.hookline.engine.begin() as connection:
+            connection.execute(text("UPDATE incoming_webhooks SET event_type = 'run.retired' "
+                                    "WHERE id = :id"), {"id": hook["id"]})
+        answer = call(client, hook["url"], json={"run_id": "r-1"})
+        assert answer.status_code == 409
+        assert answer.json() == {"detail": "this hook's event type is no longer in the catalogue"}
         assert events_in_database(stack) == 0
 
     def test_a_revoked_hook_is_404_like_an_unknown_one_and_publishes_nothing(

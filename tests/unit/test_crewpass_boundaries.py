@@ -169,10 +169,13 @@ class TestTheCatalogueAgrees:
 
 
 CREWPASS_FILES = python_files("crewpass")
+#: The domain proper; the demo and its simulator run Hookline itself and may use more of it.
+DOMAIN_FILES = [p for p in CREWPASS_FILES if p.name not in ("demo.py", "simulator.py")]
 
 
 class TestCrewPassUsesThePublicApi:
-    """CrewPass imports the change feed as ``app.changefeed``, never one of its submodules."""
+    """CrewPass imports the change feed as ``app.changefeed``, never one of its submodules, and the
+    domain (all but the demo) imports nothing else of Hookline."""
 
     def test_crewpass_uses_the_change_feed(self) -> None:
         used = [i for path in CREWPASS_FILES for i in imports_of(path) if i.module == "app.changefeed"]
@@ -187,3 +190,10 @@ class TestCrewPassUsesThePublicApi:
                    if names(i.module, "app.changefeed") and i.module != "app.changefeed"
                    and i.module not in public]
         assert private == []
+
+    @pytest.mark.parametrize("path", DOMAIN_FILES, ids=str)
+    def test_the_domain_uses_nothing_of_hookline_but_the_change_feed(self, path: Path) -> None:
+        """Not even its small helpers (``app.ids.new_id``, ``app.models.utcnow``): CrewPass has its own."""
+        engine = [str(i) for i in imports_of(path)
+                  if names(i.module, "app") and not names(i.module, "app.changefeed")]
+        assert engine == []

@@ -256,6 +256,7 @@ class TestCommandLine:
         assert created.exit_code == 0, created.output
         [url] = [line.split()[1] for line in created.output.splitlines() if line.startswith("url ")]
         hook_id = created.output.split()[1]
+        assert created.output.splitlines()[0].split() == ["hook", hook_id, "run.failed", "(staging)"]
         assert url.startswith(f"{stack.settings.resolved_public_url}/hooks/hlin_")
 
         listed = runner.invoke(cli, ["hooks", "list", "--tenant", "acme"])
@@ -263,7 +264,8 @@ class TestCommandLine:
         assert urlsplit(url).path.rsplit("/", 1)[1] not in listed.output
         assert call(client, url, json={"run_id": "r-9"}).status_code == 202
 
-        assert "revoked" in runner.invoke(cli, ["hooks", "revoke", hook_id]).output
+        revoked = runner.invoke(cli, ["hooks", "revoke", hook_id])
+        assert (revoked.exit_code, revoked.output.strip()) == (0, f"hook {hook_id} revoked")
         again = runner.invoke(cli, ["hooks", "revoke", hook_id])
         assert again.exit_code == 0 and "nothing to do" in again.output
         assert call(client, url, json={}).status_code == 404

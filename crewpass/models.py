@@ -142,7 +142,3 @@ class WithheldNotice(CrewPassBase):
 def create_tables(engine: Engine) -> None:
     """Create the CrewPass tables that do not exist yet."""
     CrewPassBase.metadata.create_all(engine)
-
-
-def drop_tables(engine: Engine) -> None:
-    CrewPassBase.metadata.drop_all(engine)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
+from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
@@ -80,6 +82,11 @@ def domain_sessions(stack: Stack, feed: ChangeFeed) -> sessionmaker[Session]:
     factory = sessionmaker(stack.hookline.engine)
     feed.install(factory)
     return factory
+
+
+def delivered(receiver: Receiver, path: str) -> list[dict[str, Any]]:
+    """The envelopes accepted on *path*, in arrival order."""
+    return [json.loads(r.body) for r in receiver.for_path(path) if 200 <= r.status < 300]
 
 
 def outbox_states(stack: Stack) -> dict[str, int]:

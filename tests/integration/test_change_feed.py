@@ -22,6 +22,7 @@ from tests.changefeed_domain import CrewMember, PartnerLink, watch_crew_status
 from tests.integration.conftest import Stack
 from tests.integration.producers import (
     Producers,
+    delivered,
     domain_sessions,
     outbox_states,
     partner,
@@ -67,10 +68,6 @@ def set_status(sessions: Any, crew_id: str, status: str) -> None:
         assert crew is not None
         crew.status = status
 
-
-def delivered(receiver: Receiver, path: str) -> list[dict[str, Any]]:
-    """The envelopes accepted on *path*, in arrival order."""
-    return [json.loads(r.body) for r in receiver.for_path(path) if 200 <= r.status < 300]
 
 
 class TestCapturedChanges:

@@ -12,7 +12,6 @@ means nothing else was captured and nothing else can ever be delivered.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date
@@ -37,6 +36,7 @@ from crewpass.vocabulary import (
 from tests.crewpass_fleet import CREW, NOTES, NUMBER, PROVIDER, VERIFIER, Fleet, document_payload
 from tests.integration.conftest import Stack
 from tests.integration.producers import Producers, outbox_states, partner, producers_for
+from tests.integration.producers import delivered as accepted_envelopes
 from tests.support import wait_until
 
 pytestmark = pytest.mark.integration
@@ -110,7 +110,7 @@ def running(stack: Stack, producers: Producers) -> None:
 
 def delivered(receiver: Receiver, to: Member) -> list[dict[str, Any]]:
     """The envelopes *to* accepted, in arrival order."""
-    return [json.loads(r.body) for r in receiver.for_path(to.path) if 200 <= r.status < 300]
+    return accepted_envelopes(receiver, to.path)
 
 
 def settled(stack: Stack, receiver: Receiver, expected: dict[Member, int]) -> None:

@@ -22,13 +22,16 @@ from typing import Any, Self
 import psycopg
 import pytest
 import redis
+from fastapi.testclient import TestClient
 from sqlalchemy import text
 
 from app import db
+from app.api import create_app
 from app.client import Hookline
 from app.embedded import redis_server_binary
 from app.receiver import Receiver
 from config.settings import Settings, get_settings
+from tests.integration.api_callers import Caller, tenant_caller
 from tests.support import wait_until
 
 PG_ADMIN_URL = os.environ.get("TEST_HOOKLINE_PG", "postgresql://postgres@127.0.0.1:5432/test")
@@ -228,6 +231,23 @@ def _clean_database(pg_url: str, redis_prefix: str) -> Iterator[None]:
         client.delete(key)
     client.close()
     yield
+
+
+@pytest.fixture
+def client(stack: Stack) -> Iterator[TestClient]:
+    """The management API of *stack*, in process."""
+    with TestClient(create_app(stack.hookline)) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def acme(stack: Stack, client: TestClient) -> Caller:
+    return tenant_caller(stack, client, "acme")
+
+
+@pytest.fixture
+def globex(stack: Stack, client: TestClient) -> Caller:
+    return tenant_caller(stack, client, "globex")
 
 
 @pytest.fixture

@@ -3,53 +3,17 @@ delivery logs, resends and dead letters over HTTP."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
-from app import admin
-from app.api import create_app
-from app.apikeys import create_api_key
 from app.receiver import Receiver, Route
+from tests.integration.api_callers import Caller
 from tests.integration.conftest import Stack
 from tests.support import independently_verified, wait_until
 
 pytestmark = pytest.mark.integration
-
-
-@dataclass
-class Caller:
-    client: TestClient
-    tenant: str
-    key: str
-
-    def call(self, method: str, path: str, **kwargs: Any) -> Any:
-        headers = {"X-API-KEY": self.key, **kwargs.pop("headers", {})}
-        return self.client.request(method, f"/api/{self.tenant}{path}", headers=headers, **kwargs)
-
-
-@pytest.fixture
-def client(stack: Stack) -> Iterator[TestClient]:
-    with TestClient(create_app(stack.hookline)) as test_client:
-        yield test_client
-
-
-def tenant_caller(stack: Stack, client: TestClient, name: str) -> Caller:
-    tenant = admin.create_tenant(stack.hookline.sessions, name)
-    return Caller(client, tenant.id, create_api_key(stack.hookline.sessions, tenant.id).key)
-
-
-@pytest.fixture
-def acme(stack: Stack, client: TestClient) -> Caller:
-    return tenant_caller(stack, client, "acme")
-
-
-@pytest.fixture
-def globex(stack: Stack, client: TestClient) -> Caller:
-    return tenant_caller(stack, client, "globex")
 
 
 def webhook_body(url: str, **extra: Any) -> dict[str, Any]:

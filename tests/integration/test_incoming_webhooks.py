@@ -4,7 +4,6 @@ a call to a hook's URL becomes an event delivered like any other; nothing else g
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -13,31 +12,14 @@ from fastapi.testclient import TestClient
 from sqlalchemy import text
 from typer.testing import CliRunner
 
-from app.api import create_app
 from app.cli import cli
 from app.inbound import generate_token
 from app.receiver import Receiver, Route
+from tests.integration.api_callers import Caller
 from tests.integration.conftest import Stack
-from tests.integration.test_api import Caller, tenant_caller
 from tests.support import crewpass_signature_ok, wait_until
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def client(stack: Stack) -> Iterator[TestClient]:
-    with TestClient(create_app(stack.hookline)) as test_client:
-        yield test_client
-
-
-@pytest.fixture
-def acme(stack: Stack, client: TestClient) -> Caller:
-    return tenant_caller(stack, client, "acme")
-
-
-@pytest.fixture
-def globex(stack: Stack, client: TestClient) -> Caller:
-    return tenant_caller(stack, client, "globex")
 
 
 def create_hook(caller: Caller, **extra: Any) -> dict[str, Any]:

@@ -447,9 +447,9 @@ def worker(
     ensure_embedded_redis(settings)
     if settings.embedded_database:
         db.upgrade(settings)
-    from workers.celery_app import create_celery_app
+    from workers.main import create_worker_app
 
-    app = create_celery_app(settings)
+    app = create_worker_app(settings)
     queues = [partition_queue(i) for i in chosen]
     if maintenance:
         queues += [MAINTENANCE_QUEUE, DEAD_LETTER_QUEUE]

@@ -19,19 +19,21 @@ from sqlalchemy.orm import Session, sessionmaker
 from app.admin import validate_endpoint_url
 from app.catalogue import Catalogue, default_catalogue
 from app.db import create_engine_for, session_factory
-from app.delivery import DeliveryService
 from app.dispatch import Dispatcher, TaskSender
 from app.egress import EgressPolicy, egress_policy_from
 from app.embedded import ensure_embedded_redis
+from app.engine import DeliveryEngine
+from app.engine.pipeline import BatchSender
+from app.engine.send import AsyncSender
 from app.publishing import PublishResult, publish
 from app.sweeper import Sweeper
-from app.transport import RequestsTransport, Transport
+from app.transport import Transport
 from config.settings import Settings, get_settings
 
 
 class Hookline:
     def __init__(self, settings: Settings, sender: TaskSender | None = None,
-                 transport: Transport | None = None) -> None:
+                 transport: Transport | BatchSender | None = None) -> None:
         self.settings = settings
         self._sender = sender
         self._transport = transport
@@ -72,18 +74,18 @@ class Hookline:
         return egress_policy_from(self.settings)
 
     @cached_property
-    def transport(self) -> Transport:
+    def transport(self) -> Transport | BatchSender:
+        """How attempts leave: an :class:`AsyncSender` (one event loop per process)."""
         if self._transport is not None:
             return self._transport
-        return RequestsTransport(user_agent=self.settings.user_agent,
-                                 excerpt_bytes=self.settings.response_excerpt_bytes,
-                                 pool_size=max(10, self.settings.worker_concurrency),
-                                 policy=self.egress_policy, proxy=self.settings.egress_proxy)
+        s = self.settings
+        return AsyncSender(user_agent=s.user_agent, excerpt_bytes=s.response_excerpt_bytes,
+                           policy=self.egress_policy, proxy=s.egress_proxy,
+                           per_endpoint=s.endpoint_concurrency, slot_wait=s.slot_wait)
 
     @cached_property
-    def deliveries(self) -> DeliveryService:
-        return DeliveryService(self.settings, self.sessions, self.transport,
-                               catalogue=self.catalogue)
+    def deliveries(self) -> DeliveryEngine:
+        return DeliveryEngine(self.settings, self.engine, self.transport, catalogue=self.catalogue)
 
     @cached_property
     def broker_client(self) -> redis.Redis:
@@ -95,11 +97,15 @@ class Hookline:
         return Sweeper(self.settings, self.sessions, self.dispatcher, self.broker_client)
 
     def after_fork(self) -> None:
-        """Drop connections inherited from a parent process."""
+        """Drop connections and the sender's event loop inherited from a parent process."""
         if "engine" in self.__dict__:
             self.engine.dispose(close=False)
+        for name in ("deliveries", "transport"):
+            self.__dict__.pop(name, None)
 
     def close(self) -> None:
+        if "deliveries" in self.__dict__:
+            self.deliveries.close()
         if "engine" in self.__dict__:
             self.engine.dispose()
         if "broker_client" in self.__dict__:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
 
 from app.names import DEAD_LETTER_QUEUE, DEAD_LETTER_TASK, DELIVER_TASK
@@ -49,6 +49,20 @@ class Dispatcher:
             DELIVER_TASK, [[delivery_id]],
             queue=queue_for(endpoint_id, self.partitions), countdown=countdown,
         )
+
+    def schedule_many(self, deliveries: Sequence[tuple[str, str]], countdown: float) -> list[str]:
+        """Send ``(delivery_id, endpoint_id)`` pairs to run after *countdown* seconds, one
+        message per queue and task batch; returns the ids that could not be sent."""
+        by_queue: dict[str, list[str]] = defaultdict(list)
+        for delivery_id, endpoint_id in deliveries:
+            by_queue[queue_for(endpoint_id, self.partitions)].append(delivery_id)
+        failed: list[str] = []
+        for queue, ids in by_queue.items():
+            for start in range(0, len(ids), self.task_batch):
+                chunk = ids[start : start + self.task_batch]
+                if not self._send(DELIVER_TASK, [chunk], queue=queue, countdown=countdown):
+                    failed.extend(chunk)
+        return failed
 
     def dead_letter(self, delivery_id: str, reason: str) -> bool:
         """Put a notice of a dead letter on the dead-letter queue (the row is the record)."""

@@ -170,6 +170,13 @@ class Endpoint(Base):
     timeout_seconds: Mapped[float | None] = mapped_column(Float, default=None)
     max_attempts: Mapped[int | None] = mapped_column(Integer, default=None)
     description: Mapped[str | None] = mapped_column(Text, default=None)
+    #: The circuit breaker (app/engine/circuit.py): closed, open or half_open.
+    circuit_state: Mapped[str] = mapped_column(String(20), default="closed")
+    #: Failures in a row; the circuit opens at the policy's threshold.
+    circuit_failures: Mapped[int] = mapped_column(Integer, default=0)
+    circuit_cooloff_seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    #: While open: when a probe may go; while half-open: when the probe counts as lost.
+    circuit_retry_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 

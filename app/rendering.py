@@ -7,7 +7,9 @@ only while its grace period runs), its contract's renderer and its static header
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
+from typing import Any, Protocol
 
 from app.catalogue import Catalogue
 from app.contracts import (
@@ -19,10 +21,41 @@ from app.contracts import (
     with_static_headers,
 )
 from app.hygiene import public_payload
-from app.models import Endpoint, Event
 
 
-def signing_keys(endpoint: Endpoint, now: datetime) -> SigningKeys:
+class EndpointLike(Protocol):
+    """What rendering reads of an endpoint: an ORM row or the engine's plain row."""
+
+    @property
+    def contract(self) -> str: ...
+    @property
+    def secret(self) -> str: ...
+    @property
+    def previous_secret(self) -> str | None: ...
+    @property
+    def previous_secret_expires_at(self) -> datetime | None: ...
+    @property
+    def auth_header(self) -> str | None: ...
+    @property
+    def headers(self) -> Mapping[str, str] | None: ...
+
+
+class EventLike(Protocol):
+    """What rendering reads of an event."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def event_type(self) -> str: ...
+    @property
+    def tenant_id(self) -> str: ...
+    @property
+    def occurred_at(self) -> datetime: ...
+    @property
+    def payload(self) -> Mapping[str, Any]: ...
+
+
+def signing_keys(endpoint: EndpointLike, now: datetime) -> SigningKeys:
     """The endpoint's current secret, plus the previous one until its grace period ends."""
     previous = endpoint.previous_secret
     expires = endpoint.previous_secret_expires_at
@@ -31,7 +64,7 @@ def signing_keys(endpoint: Endpoint, now: datetime) -> SigningKeys:
     return SigningKeys(current=endpoint.secret, previous=previous)
 
 
-def event_view(event: Event, catalogue: Catalogue) -> EventView:
+def event_view(event: EventLike, catalogue: Catalogue) -> EventView:
     return EventView(
         id=event.id, type=event.event_type, tenant_id=event.tenant_id,
         occurred_at=event.occurred_at,
@@ -40,8 +73,8 @@ def event_view(event: Event, catalogue: Catalogue) -> EventView:
 
 
 def render_attempt(
-    endpoint: Endpoint,
-    event: Event,
+    endpoint: EndpointLike,
+    event: EventLike,
     delivery_id: str,
     catalogue: Catalogue,
     *,

@@ -76,7 +76,22 @@ class Settings(BaseSettings):
     )
     lease_margin: float = Field(default=30.0, ge=0, description="Slack added to an in-flight lease.")
     sweep_batch: int = Field(default=500, ge=1, le=10_000)
-    task_batch: int = Field(default=20, ge=1, le=500, description="Deliveries per task, at most.")
+    task_batch: int = Field(default=100, ge=1, le=1000, description="Deliveries per task, at most.")
+    endpoint_concurrency: int = Field(
+        default=8, ge=1, le=1024,
+        description="Attempts in flight to one endpoint per worker process; beyond it a "
+        "delivery waits `slot_wait` seconds, then is deferred (not counted as an attempt).",
+    )
+    slot_wait: float = Field(default=1.0, ge=0, le=60,
+                             description="How long a delivery waits for its endpoint's slot.")
+    circuit_failure_threshold: int = Field(
+        default=10, ge=1, le=10_000, description="Failures in a row that open an endpoint's circuit.")
+    circuit_cooloff_seconds: float = Field(
+        default=15.0, gt=0, description="First cool-off of an open circuit; doubled per failed probe.")
+    circuit_max_cooloff_seconds: float = Field(default=600.0, gt=0)
+    worker_prefetch: int = Field(
+        default=2, ge=1, le=1024,
+        description="Celery prefetch multiplier: messages reserved per pool slot.")
 
     max_payload_bytes: int = Field(default=256 * 1024, ge=1024)
     api_host: str = Field(default="127.0.0.1", description="Where `hookline api` listens.")
@@ -97,7 +112,7 @@ class Settings(BaseSettings):
     response_excerpt_bytes: int = Field(default=1024, ge=0, le=65536)
 
     worker_pool: Literal["threads", "prefork", "solo"] = "threads"
-    worker_concurrency: int = Field(default=16, ge=1, le=512)
+    worker_concurrency: int = Field(default=32, ge=1, le=512)
     flower_port: int = Field(default=5555, ge=1, le=65535)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
     user_agent: str = "Hookline/0.1"

@@ -1,55 +1,62 @@
 """The tasks: a few lines each, calling into :mod:`app`.
 
-* ``hookline.deliver(ids)`` — run a batch of deliveries; schedule retries by countdown.
+* ``hookline.deliver(ids)`` — one batch through the engine (:mod:`app.engine`), then its
+  follow-ups: countdown retries and dead-letter notices. The task's result counts what
+  the batch did, so Flower shows deliveries, not only messages, per task.
 * ``hookline.dead_letter(id, reason)`` — the dead-letter queue's consumer: logs it.
 * ``hookline.sweep()`` — the sweeper, sent by beat.
+
+The tasks get what they call from a :class:`WorkerServices` (in practice the process's
+:class:`app.client.Hookline`), handed in by :mod:`workers.main`; nothing here imports
+the client, so the client can import the Celery app without a cycle.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Protocol
 
-from celery import Celery, Task
-from celery.exceptions import Reject
-from celery.signals import worker_process_init
+from celery import Celery
+from celery.signals import worker_process_init, worker_process_shutdown, worker_shutdown
 
-from app.client import Hookline
+from app.dispatch import Dispatcher
+from app.engine import DeliveryEngine, send_follow_ups
 from app.names import DEAD_LETTER_TASK, DELIVER_TASK, SWEEP_TASK
-from app.partitioning import queue_for
-from config.settings import Settings
+from app.sweeper import Sweeper
 
 log = logging.getLogger("hookline.worker")
 
 
-def register_tasks(app: Celery, settings: Settings) -> None:
-    hookline = Hookline(settings, sender=app)
-    app.hookline = hookline
+class WorkerServices(Protocol):
+    @property
+    def deliveries(self) -> DeliveryEngine: ...
+    @property
+    def dispatcher(self) -> Dispatcher: ...
+    @property
+    def sweeper(self) -> Sweeper: ...
+    def after_fork(self) -> None: ...
+    def close(self) -> None: ...
 
+
+def register_tasks(app: Celery, services: WorkerServices) -> None:
     @worker_process_init.connect(weak=False)
     def _after_fork(**_: Any) -> None:
-        hookline.after_fork()
+        services.after_fork()
 
-    @app.task(name=DELIVER_TASK, bind=True, max_retries=None)
-    def deliver(self: Task, delivery_ids: list[str]) -> dict[str, int]:
-        outcome = hookline.deliveries.run(delivery_ids)
-        for delivery_id, reason in outcome.dead:
-            hookline.dispatcher.dead_letter(delivery_id, reason)
-        retries = outcome.retries
-        if len(delivery_ids) == 1 and len(retries) == 1:
-            retry = retries[0]
-            try:
-                raise self.retry(args=(delivery_ids,), countdown=retry.countdown,
-                                 queue=queue_for(retry.endpoint_id, settings.partitions))
-            except Reject:
-                hookline.deliveries.park([retry.delivery_id])  # the sweeper sends it later
-                raise
-        unsent = [r.delivery_id for r in retries
-                  if not hookline.dispatcher.schedule(r.delivery_id, r.endpoint_id, r.countdown)]
-        hookline.deliveries.park(unsent)
-        return {"succeeded": len(outcome.succeeded), "retrying": len(retries),
-                "parked": len(outcome.parked) + len(unsent), "dead": len(outcome.dead),
-                "skipped": len(outcome.skipped)}
+    @worker_process_shutdown.connect(weak=False)
+    @worker_shutdown.connect(weak=False)
+    def _on_shutdown(**_: Any) -> None:
+        services.close()
+
+    @app.task(name=DELIVER_TASK)
+    def deliver(delivery_ids: list[str]) -> dict[str, int]:
+        engine = services.deliveries
+        outcome = engine.run(delivery_ids)
+        parked = send_follow_ups(services.dispatcher, outcome.retries, outcome.dead, engine.park)
+        counts = outcome.counts()
+        counts["parked"] += parked
+        counts["deliveries"] = len(delivery_ids)
+        return counts
 
     @app.task(name=DEAD_LETTER_TASK)
     def dead_letter(delivery_id: str, reason: str) -> None:
@@ -57,9 +64,9 @@ def register_tasks(app: Celery, settings: Settings) -> None:
 
     @app.task(name=SWEEP_TASK)
     def sweep() -> dict[str, int]:
-        report = hookline.sweeper.run()
+        report = services.sweeper.run()
         for delivery_id, reason in report.dead:
-            hookline.dispatcher.dead_letter(delivery_id, reason)
+            services.dispatcher.dead_letter(delivery_id, reason)
         if report.lost or report.dispatched or report.broker_reset:
             log.warning("sweep: %d lost attempts recovered, %d deliveries sent, broker reset=%s",
                         report.lost, report.dispatched, report.broker_reset)

@@ -12,7 +12,7 @@ import pytest
 
 from app import admin
 from app.classification import TransportError
-from app.delivery import DeliveryService, ScheduledRetry
+from app.engine import DeliveryEngine, ScheduledRetry
 from app.models import DeadReason, DeliveryState, Endpoint
 from app.transport import HttpResult
 from tests.unit.conftest import (
@@ -36,9 +36,9 @@ def h(make_harness: Callable[..., Harness]) -> Harness:
     return make_harness(retry_jitter=0, retry_base_seconds=1, broker_countdown_max=10)
 
 
-def service(h: Harness, *results: HttpResult) -> tuple[DeliveryService, ScriptedTransport]:
+def service(h: Harness, *results: HttpResult) -> tuple[DeliveryEngine, ScriptedTransport]:
     transport = ScriptedTransport(*results)
-    return DeliveryService(h.settings, h.sessions, transport, clock=FixedClock(T0),
+    return DeliveryEngine(h.settings, h.engine, transport, clock=FixedClock(T0),
                            unix_time=lambda: float(UNIX_NOW), uniform=never), transport
 
 

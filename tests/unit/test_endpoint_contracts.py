@@ -11,7 +11,7 @@ import pytest
 
 from app import admin
 from app.contracts import get_contract
-from app.delivery import DeliveryService
+from app.engine import DeliveryEngine
 from app.errors import InvalidEndpointConfig, InvalidPayload, UnknownEndpoint
 from app.rendering import render_attempt, signing_keys
 from app.verify import BadSignature, verify
@@ -30,7 +30,7 @@ def h(make_harness: Callable[..., Harness]) -> Harness:
 def send_one(h: Harness, endpoint_id: str, delivery_id: str, *, at: Any = T0,
              unix_time: Callable[[], float] = lambda: float(UNIX_NOW)) -> ScriptedTransport:
     transport = ScriptedTransport(http(200))
-    service = DeliveryService(h.settings, h.sessions, transport, clock=FixedClock(at),
+    service = DeliveryEngine(h.settings, h.engine, transport, clock=FixedClock(at),
                               unix_time=unix_time)
     outcome = service.run([delivery_id])
     assert outcome.succeeded == [delivery_id]

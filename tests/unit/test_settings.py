@@ -50,7 +50,9 @@ class TestEmbeddedDefaults:
 
     def test_the_documented_defaults(self) -> None:
         settings = get_settings()
-        assert (settings.partitions, settings.max_attempts, settings.task_batch) == (8, 8, 20)
+        assert (settings.partitions, settings.max_attempts, settings.task_batch) == (8, 8, 100)
+        assert (settings.endpoint_concurrency, settings.slot_wait) == (8, 1.0)
+        assert settings.circuit_failure_threshold == 10
         assert (settings.retry_base_seconds, settings.retry_multiplier) == (5.0, 4.0)
         assert settings.endpoint_timeout(None) == (5.0, 30.0)
         assert settings.endpoint_timeout(2.5) == (5.0, 2.5)

@@ -25,6 +25,7 @@ import pytest
 from app.classification import TransportError
 from app.client import Hookline
 from app.egress import EgressPolicy
+from app.engine.send import AsyncSender
 from app.transport import RequestsTransport, ResolvedAddress
 from config.settings import get_settings
 from tests.unit.conftest import clear_hookline_env
@@ -192,8 +193,28 @@ class StubResolver:
                 for a in answer]
 
 
-def transport(policy: EgressPolicy = LOOPBACK, **options: Any) -> RequestsTransport:
-    return RequestsTransport(user_agent="Hookline/test", policy=policy, **options)
+#: Both ways attempts leave: the pooled requests session, and the engine's aiohttp sender.
+IMPLEMENTATIONS: dict[str, Callable[..., Any]] = {"requests": RequestsTransport,
+                                                   "aiohttp": AsyncSender}
+_chosen: list[str] = ["requests"]
+_made: list[Any] = []
+
+
+@pytest.fixture(autouse=True, params=sorted(IMPLEMENTATIONS))
+def implementation(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Every test here runs against each implementation: the same rules hold for both."""
+    _chosen[0] = request.param
+    yield request.param
+    while _made:
+        made = _made.pop()
+        if hasattr(made, "close"):
+            made.close()
+
+
+def transport(policy: EgressPolicy = LOOPBACK, **options: Any) -> Any:
+    made = IMPLEMENTATIONS[_chosen[0]](user_agent="Hookline/test", policy=policy, **options)
+    _made.append(made)
+    return made
 
 
 # -- the tests ------------------------------------------------------------------------------
@@ -305,7 +326,7 @@ class TestResolution:
 
         result = transport(resolver=nothing).send("https://gone.example/hooks", b"{}", {}, TIMEOUT)
         assert result.error is TransportError.CONNECT
-        assert result.error_class == "ConnectionError"
+        assert result.error_class in ("ConnectionError", "gaierror", "ClientConnectorDNSError")
 
 
 @pytest.fixture(scope="module")
@@ -349,7 +370,7 @@ class TestTls:
         result = sender.send(f"https://other.test:{tls_server.port}/hooks", b"{}", {}, TIMEOUT)
         assert result.status is None
         assert result.error is TransportError.CONNECT
-        assert result.error_class == "SSLError"
+        assert result.error_class in ("SSLError", "ClientConnectorCertificateError")
         assert "other.test" in (result.error_message or "")
         assert tls_server.seen == []
 

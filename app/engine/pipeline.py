@@ -1,0 +1,303 @@
+"""One batch through the steps: claim → render → send → judge → record (→ schedule).
+
+:class:`DeliveryEngine` is the work behind the ``hookline.deliver`` task, kept out of
+Celery so it runs and tests the same anywhere. A batch costs two transactions (claim,
+record) whatever its size; its requests are sent concurrently (:mod:`app.engine.send`).
+Every step is guarded per delivery: an error while rendering, sending or judging one
+delivery becomes that delivery's attempt, with its error class, and the rest of the
+batch is sent and recorded as usual. :meth:`DeliveryEngine.run` returns the follow-ups
+for the caller to send after the commit (:mod:`app.engine.schedule`).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Protocol
+
+from sqlalchemy import Engine
+
+from app.catalogue import Catalogue, default_catalogue
+from app.classification import TransportError
+from app.engine.circuit import Circuit, CircuitPolicy, is_failure, observe
+from app.engine.claim import Claim, claim
+from app.engine.judge import Decision, Outcome, deferred, describe, judge
+from app.engine.record import Ledger, park, record
+from app.engine.render import render
+from app.engine.schedule import ScheduledRetry
+from app.engine.send import Deferred, OutgoingRequest, SendResult, ThreadedSender
+from app.models import DeadReason, DeliveryState, utcnow
+from app.retry_policy import RetryPolicy
+from app.transport import HttpResult, Transport
+from config.settings import Settings
+
+log = logging.getLogger(__name__)
+
+#: How long a delivery whose endpoint was busy waits before it is due again.
+BUSY_DEFER_SECONDS = 1.0
+
+
+class BatchSender(Protocol):
+    def send_many(self, requests: Sequence[OutgoingRequest],
+                  skip: Callable[[OutgoingRequest], bool] | None = None,
+                  seen: Callable[[OutgoingRequest, HttpResult], None] | None = None,
+                  ) -> list[SendResult]: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(slots=True)
+class BatchOutcome:
+    """What one batch did, and what the caller must send after the commit."""
+
+    succeeded: list[str] = field(default_factory=list)
+    retries: list[ScheduledRetry] = field(default_factory=list)
+    parked: list[str] = field(default_factory=list)
+    dead: list[tuple[str, str]] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    deferred: list[str] = field(default_factory=list)
+    #: Claimed here but taken over by another worker before the record: outcome dropped.
+    superseded: list[str] = field(default_factory=list)
+
+    def counts(self) -> dict[str, int]:
+        return {"succeeded": len(self.succeeded), "retrying": len(self.retries),
+                "parked": len(self.parked), "dead": len(self.dead),
+                "deferred": len(self.deferred), "skipped": len(self.skipped)}
+
+
+def retry_policy_from(settings: Settings) -> RetryPolicy:
+    return RetryPolicy(
+        base_seconds=settings.retry_base_seconds,
+        multiplier=settings.retry_multiplier,
+        max_delay_seconds=settings.retry_max_delay_seconds,
+        jitter=settings.retry_jitter,
+        retry_after_max_seconds=settings.retry_after_max_seconds,
+    )
+
+
+def circuit_policy_from(settings: Settings) -> CircuitPolicy:
+    return CircuitPolicy(failure_threshold=settings.circuit_failure_threshold,
+                         cooloff_seconds=settings.circuit_cooloff_seconds,
+                         max_cooloff_seconds=settings.circuit_max_cooloff_seconds)
+
+
+def as_batch_sender(transport: Transport | BatchSender) -> BatchSender:
+    if hasattr(transport, "send_many"):
+        return transport  # type: ignore[return-value]
+    return ThreadedSender(transport)
+
+
+class DeliveryEngine:
+    def __init__(
+        self,
+        settings: Settings,
+        engine: Engine,
+        transport: Transport | BatchSender,
+        *,
+        policy: RetryPolicy | None = None,
+        circuit: CircuitPolicy | None = None,
+        clock: Callable[[], datetime] = utcnow,
+        unix_time: Callable[[], float] = time.time,
+        uniform: Callable[[float, float], float] = random.uniform,
+        catalogue: Catalogue | None = None,
+    ) -> None:
+        self.settings = settings
+        self.catalogue = catalogue or default_catalogue(settings.extra_event_types)
+        self.engine = engine
+        self.sender = as_batch_sender(transport)
+        self.policy = policy or retry_policy_from(settings)
+        self.circuit_policy = circuit or circuit_policy_from(settings)
+        self.clock = clock
+        self.unix_time = unix_time
+        self.uniform = uniform
+
+    @property
+    def lease_seconds(self) -> float:
+        """A claimed attempt's lease: its whole deadline, the wait for a slot, and slack."""
+        s = self.settings
+        return s.connect_timeout + s.read_timeout + s.slot_wait + s.lease_margin
+
+    # -- the whole batch -------------------------------------------------------------------
+    def run(self, delivery_ids: Sequence[str]) -> BatchOutcome:
+        outcome = BatchOutcome()
+        now = self.clock()
+        with self.engine.begin() as conn:
+            claims, outcome.skipped = claim(
+                conn, delivery_ids, now=now, lease_seconds=self.lease_seconds,
+                read_timeout=self.settings.read_timeout,
+                probe_seconds=self.settings.connect_timeout + self.settings.read_timeout
+                + self.settings.lease_margin)
+        if not claims:
+            return outcome
+        ledger = Ledger()
+        decisions: dict[str, Decision] = {}
+        to_send: list[tuple[Claim, OutgoingRequest]] = []
+        started = self.clock()
+        timestamp = int(self.unix_time())
+        for item in claims:
+            early = self._before_sending(item, started)
+            if early is not None:
+                decisions[item.delivery_id] = early
+                continue
+            timeout = self.settings.endpoint_timeout(item.endpoint.timeout_seconds)
+            request = render(item, self.catalogue, now=started, timestamp=timestamp,
+                             timeout=timeout)
+            if isinstance(request, Exception):
+                result = _error_result(TransportError.INVALID_REQUEST, request)
+                decisions[item.delivery_id] = self._judge(item, result, started, ledger)
+                continue
+            to_send.append((item, request))
+        disabled: set[str] = set()
+        results = self._send([r for _, r in to_send], disabled)
+        finished = self.clock()
+        circuits: dict[str, Circuit] = {}
+        for (item, _request), sent in zip(to_send, results, strict=True):
+            if isinstance(sent, Deferred):
+                if item.endpoint.id in disabled:
+                    decisions[item.delivery_id] = Decision(
+                        Outcome.DEAD, dead_reason=DeadReason.ENDPOINT_DISABLED,
+                        error="endpoint is disabled")
+                else:
+                    until = finished + timedelta(
+                        seconds=BUSY_DEFER_SECONDS * self.uniform(1.0, 1.5))
+                    decisions[item.delivery_id] = deferred(until, finished, sent.reason)
+                continue
+            result = sent
+            decision = self._judge(item, result, started, ledger)
+            decisions[item.delivery_id] = decision
+            if decision.disable_endpoint:
+                ledger.disable[item.endpoint.id] = f"disabled after HTTP {result.status}"
+            base = circuits.get(item.endpoint.id, item.endpoint.circuit)
+            circuits[item.endpoint.id] = observe(
+                base, is_failure(result.status, result.error), finished, self.circuit_policy)
+        for endpoint_id, after in circuits.items():
+            before = next(c.endpoint.circuit for c in claims if c.endpoint.id == endpoint_id)
+            if after != before or any(c.probe for c in claims if c.endpoint.id == endpoint_id):
+                ledger.circuits[endpoint_id] = after
+        for item in claims:
+            self._book(item, decisions[item.delivery_id], finished, ledger, outcome)
+        with self.engine.begin() as conn:
+            written = record(conn, ledger, now=finished)
+        self._drop_superseded(outcome, written)
+        return outcome
+
+    # -- steps -------------------------------------------------------------------------------
+    def _before_sending(self, item: Claim, now: datetime) -> Decision | None:
+        """A decision that needs no request: endpoint gone or off, budget spent, circuit open."""
+        endpoint = item.endpoint
+        if endpoint.deleted_at is not None:
+            return Decision(Outcome.DEAD, dead_reason=DeadReason.ENDPOINT_DELETED,
+                            error="endpoint deleted")
+        if not endpoint.enabled:
+            return Decision(Outcome.DEAD, dead_reason=DeadReason.ENDPOINT_DISABLED,
+                            error="endpoint is disabled")
+        if item.attempt_number > (endpoint.max_attempts or self.settings.max_attempts):
+            # Claimed again after lost workers used up the budget: a poison message.
+            return Decision(Outcome.DEAD, dead_reason=DeadReason.EXHAUSTED,
+                            error="attempt budget used up by interrupted attempts")
+        if item.deferred_until is not None:
+            return deferred(item.deferred_until, now, "circuit open")
+        return None
+
+    def _send(self, requests: list[OutgoingRequest], disabled: set[str]) -> list[SendResult]:
+        def skip(request: OutgoingRequest) -> bool:
+            return request.key in disabled
+
+        def seen(request: OutgoingRequest, result: HttpResult) -> None:
+            if result.status == 410:
+                disabled.add(request.key)
+
+        try:
+            return self.sender.send_many(requests, skip, seen)
+        except Exception as exc:  # the sender itself failed: every request's attempt failed
+            log.exception("sending a batch failed")
+            return [_error_result(TransportError.PROTOCOL, exc) for _ in requests]
+
+    def _judge(self, item: Claim, result: HttpResult, started: datetime,
+               ledger: Ledger) -> Decision:
+        """Record the attempt and decide; a failure to judge is retried like any failure."""
+        ledger.attempt(delivery_id=item.delivery_id, attempt_number=item.attempt_number,
+                       started_at=started, duration_ms=result.duration_ms,
+                       status_code=result.status, error_class=result.error_class,
+                       error_message=_bounded(describe(result)),
+                       response_excerpt=result.body_excerpt)
+        max_attempts = item.endpoint.max_attempts or self.settings.max_attempts
+        try:
+            return judge(result, attempt_number=item.attempt_number, max_attempts=max_attempts,
+                         now=self.clock(), policy=self.policy, uniform=self.uniform)
+        except Exception as exc:
+            log.exception("judging delivery %s failed", item.delivery_id)
+            fallback = _error_result(TransportError.PROTOCOL, exc)
+            return judge(fallback, attempt_number=item.attempt_number,
+                         max_attempts=max_attempts, now=self.clock(), policy=self.policy,
+                         uniform=lambda a, b: a)
+
+    def _book(self, item: Claim, decision: Decision, now: datetime, ledger: Ledger,
+              outcome: BatchOutcome) -> None:
+        """The delivery row's update for *decision*, and the follow-up it needs."""
+        status = decision.status
+        did, claimed = item.delivery_id, item.attempt_number
+        if decision.outcome is Outcome.SUCCEEDED:
+            ledger.update(did, claimed, now, DeliveryState.SUCCEEDED, status=status,
+                          succeeded_at=now)
+            outcome.succeeded.append(did)
+        elif decision.outcome is Outcome.DEAD:
+            reason = decision.dead_reason or DeadReason.PERMANENT_ERROR
+            ledger.update(did, claimed, now, DeliveryState.DEAD, status=status,
+                          error=decision.error, dead_reason=reason)
+            outcome.dead.append((did, reason))
+        else:
+            give_back = decision.outcome is Outcome.DEFERRED
+            state = (DeliveryState.PENDING if give_back and claimed <= 1
+                     else DeliveryState.RETRY_SCHEDULED)
+            in_broker = decision.delay <= self.settings.broker_countdown_max
+            ledger.update(did, claimed, now, state, status=None if give_back else status,
+                          error=decision.error, next_attempt_at=decision.next_attempt_at,
+                          queued_at=now if in_broker else None, give_back_attempt=give_back)
+            if give_back:
+                outcome.deferred.append(did)
+            if in_broker:
+                outcome.retries.append(ScheduledRetry(did, item.endpoint.id, decision.delay))
+            else:
+                outcome.parked.append(did)
+
+    @staticmethod
+    def _drop_superseded(outcome: BatchOutcome, written: set[str]) -> None:
+        """Follow-ups only for the rows this batch still owned when it recorded."""
+        gone = [i for i in outcome.succeeded if i not in written]
+        gone += [r.delivery_id for r in outcome.retries if r.delivery_id not in written]
+        gone += [i for i in outcome.parked if i not in written]
+        gone += [i for i, _ in outcome.dead if i not in written]
+        if not gone:
+            return
+        outcome.superseded = gone
+        outcome.succeeded = [i for i in outcome.succeeded if i in written]
+        outcome.retries = [r for r in outcome.retries if r.delivery_id in written]
+        outcome.parked = [i for i in outcome.parked if i in written]
+        outcome.dead = [(i, r) for i, r in outcome.dead if i in written]
+        outcome.deferred = [i for i in outcome.deferred if i in written]
+
+    def park(self, delivery_ids: Sequence[str]) -> None:
+        """Forget that a message was sent for these deliveries: the sweeper will send one."""
+        if delivery_ids:
+            with self.engine.begin() as conn:
+                park(conn, delivery_ids)
+
+    def close(self) -> None:
+        self.sender.close()
+
+
+def _bounded(text: str | None, limit: int = 2000) -> str | None:
+    return None if text is None else text[:limit]
+
+
+def _error_result(kind: TransportError, exc: BaseException) -> HttpResult:
+    return HttpResult(status=None, duration_ms=0.0, error=kind, error_class=type(exc).__name__,
+                      error_message=(str(exc) or type(exc).__name__)[:500])
+
+
+__all__ = ["BatchOutcome", "DeliveryEngine", "retry_policy_from"]

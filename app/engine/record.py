@@ -1,0 +1,106 @@
+"""Step 5, record: a batch's attempts and outcomes in one transaction.
+
+Attempts are inserted in one multi-row statement; delivery rows are updated in one
+executemany, each *conditional on the attempt this worker claimed*: ``state =
+in_flight AND attempt_count = <claimed number>``. A worker that lost its lease (the
+sweeper recorded its attempt as lost and another worker took the delivery) therefore
+cannot overwrite the newer attempt's outcome. A deferred delivery gives its counted
+attempt back. Endpoint changes (410 disables, circuit transitions) go in the same
+transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Table, and_, bindparam, insert, select, update
+
+from app.engine.circuit import Circuit
+from app.models import Attempt, Delivery, DeliveryState, Endpoint
+
+
+@dataclass(slots=True)
+class Ledger:
+    """What one batch writes: attempt rows, delivery updates, endpoint changes."""
+
+    attempts: list[dict[str, Any]] = field(default_factory=list)
+    updates: list[dict[str, Any]] = field(default_factory=list)
+    disable: dict[str, str] = field(default_factory=dict)
+    circuits: dict[str, Circuit] = field(default_factory=dict)
+
+    def attempt(self, *, delivery_id: str, attempt_number: int, started_at: datetime,
+                duration_ms: float | None, status_code: int | None, error_class: str | None,
+                error_message: str | None, response_excerpt: str | None) -> None:
+        self.attempts.append({
+            "delivery_id": delivery_id, "attempt_number": attempt_number,
+            "started_at": started_at,
+            "duration_ms": None if duration_ms is None else round(duration_ms, 3),
+            "status_code": status_code, "error_class": error_class,
+            "error_message": error_message, "response_excerpt": response_excerpt or None,
+        })
+
+    def update(self, delivery_id: str, claimed_attempt: int, now: datetime,
+               state: DeliveryState, *, status: int | None = None, error: str | None = None,
+               next_attempt_at: datetime | None = None, queued_at: datetime | None = None,
+               dead_reason: str | None = None, succeeded_at: datetime | None = None,
+               give_back_attempt: bool = False) -> None:
+        self.updates.append({
+            "b_id": delivery_id, "b_claimed": claimed_attempt,
+            "attempt_count": claimed_attempt - 1 if give_back_attempt else claimed_attempt,
+            "state": state, "updated_at": now, "last_status_code": status,
+            "last_error": error, "next_attempt_at": next_attempt_at or now,
+            "queued_at": queued_at, "lease_expires_at": None, "dead_reason": dead_reason,
+            "dead_at": now if state is DeliveryState.DEAD else None,
+            "succeeded_at": succeeded_at,
+        })
+
+
+_UPDATE_KEYS = ("attempt_count", "state", "updated_at", "last_status_code", "last_error",
+                "next_attempt_at", "queued_at", "lease_expires_at", "dead_reason", "dead_at",
+                "succeeded_at")
+
+
+def record(conn: Connection, ledger: Ledger, *, now: datetime) -> set[str]:
+    """Write *ledger* inside the caller's transaction; returns the ids it actually updated.
+
+    A delivery missing from the answer was taken over (its lease expired): its outcome
+    here is dropped, and its attempt row is kept as the record of what was sent.
+    """
+    table = Delivery.__table__
+    assert isinstance(table, Table)
+    if ledger.attempts:
+        conn.execute(insert(Attempt), ledger.attempts)
+    written: set[str] = set()
+    if ledger.updates:
+        result = conn.execute(
+            update(table)
+            .where(and_(table.c.id == bindparam("b_id"),
+                        table.c.state == DeliveryState.IN_FLIGHT,
+                        table.c.attempt_count == bindparam("b_claimed")))
+            .values({key: bindparam(key) for key in _UPDATE_KEYS}),
+            ledger.updates,
+        )
+        ids = [u["b_id"] for u in ledger.updates]
+        if result.rowcount == len(ids):
+            written = set(ids)
+        else:  # rare: some were taken over; ours are the rows stamped with this moment
+            written = set(conn.scalars(select(table.c.id).where(
+                table.c.id.in_(ids), table.c.updated_at == now)))
+    for endpoint_id, reason in ledger.disable.items():
+        conn.execute(update(Endpoint).where(Endpoint.id == endpoint_id)
+                     .values(enabled=False, disabled_reason=reason, updated_at=now))
+    for endpoint_id, circuit in ledger.circuits.items():
+        conn.execute(update(Endpoint).where(Endpoint.id == endpoint_id).values(
+            circuit_state=circuit.state.value, circuit_failures=circuit.failures,
+            circuit_cooloff_seconds=circuit.cooloff_seconds, circuit_retry_at=circuit.retry_at))
+    return written
+
+
+def park(conn: Connection, delivery_ids: Sequence[str]) -> None:
+    """Forget that a message was sent for these deliveries: the sweeper will send one."""
+    if delivery_ids:
+        conn.execute(update(Delivery).where(Delivery.id.in_(list(delivery_ids)))
+                     .values(queued_at=None).execution_options(synchronize_session=False))

@@ -7,7 +7,7 @@ and :meth:`Hookline.after_fork` drops what must not cross a fork.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from functools import cached_property
 from typing import Any
@@ -25,7 +25,9 @@ from app.embedded import ensure_embedded_redis
 from app.engine import DeliveryEngine
 from app.engine.pipeline import BatchSender
 from app.engine.send import AsyncSender
+from app.fanout import BatchResult, publish_many
 from app.publishing import PublishResult, publish
+from app.subscribers import SubscriberCache
 from app.sweeper import Sweeper
 from app.transport import Transport
 from config.settings import Settings, get_settings
@@ -68,6 +70,10 @@ class Hookline:
     def dispatcher(self) -> Dispatcher:
         return Dispatcher(self.sender, partitions=self.settings.partitions,
                           task_batch=self.settings.task_batch)
+
+    @cached_property
+    def subscriber_cache(self) -> SubscriberCache:
+        return SubscriberCache()
 
     @cached_property
     def egress_policy(self) -> EgressPolicy:
@@ -130,4 +136,17 @@ class Hookline:
                        max_payload_bytes=self.settings.max_payload_bytes,
                        occurred_at=occurred_at, idempotency_key=idempotency_key,
                        environment=environment, webhook_url=webhook_url,
-                       endpoint_ids=endpoint_ids)
+                       endpoint_ids=endpoint_ids, cache=self.subscriber_cache)
+
+    def publish_many(self, tenant: str, items: Sequence[Mapping[str, Any]], *,
+                     environment: str = "production") -> BatchResult:
+        """Record up to 1,000 events for *tenant* in one transaction and deliver them.
+
+        Each item: ``{"event_type", "data", "idempotency_key"?, "occurred_at"?}``. Every
+        item is validated like :meth:`publish`; bad items are reported in their result
+        (index, field, message) and the good ones are written (:mod:`app.fanout`).
+        """
+        return publish_many(self.engine, self.dispatcher, self.catalogue,
+                            self.subscriber_cache, tenant=tenant, items=items,
+                            max_payload_bytes=self.settings.max_payload_bytes,
+                            environment=environment)

@@ -43,7 +43,13 @@ def create_engine_for(settings: Settings, url: str | None = None) -> Engine:
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:
-    return sessionmaker(engine, expire_on_commit=False)
+    """Sessions for *engine*; an endpoint changed through them bumps its tenant's
+    endpoints version in the same flush (:mod:`app.subscribers`)."""
+    from app.subscribers import endpoint_changes_bump_the_version
+
+    factory = sessionmaker(engine, expire_on_commit=False)
+    event.listen(factory, "before_flush", endpoint_changes_bump_the_version)
+    return factory
 
 
 @contextmanager

@@ -14,6 +14,7 @@
     │   ├── InvalidEndpointURL
     │   │   └── BlockedDestination  http:// when not allowed, or an address deliveries may
     │   │                           not reach (loopback, private, metadata, ...)
+    │   ├── BatchTooLarge           more events in one batch than the limit
     │   ├── InvalidSelection        e.g. a requeue with neither ids nor --all
     │   └── InvalidWatch            a change-feed watch that cannot work as declared
     ├── ConfigurationError          settings that cannot work together
@@ -70,6 +71,13 @@ class InvalidPayload(InputError):
 class PayloadTooLarge(InputError):
     def __init__(self, size: int, limit: int) -> None:
         super().__init__(f"payload is {size} bytes, over the limit of {limit} bytes")
+        self.size = size
+        self.limit = limit
+
+
+class BatchTooLarge(InputError):
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(f"{size} events in one batch, over the limit of {limit}")
         self.size = size
         self.limit = limit
 

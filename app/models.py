@@ -104,6 +104,9 @@ class Tenant(Base):
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)
+    #: Bumped in the same transaction as any change to the tenant's endpoints, so a
+    #: publisher's cached subscriber list (app/subscribers.py) knows when it is stale.
+    endpoints_version: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 

@@ -25,6 +25,7 @@ from app.errors import InputError, InvalidPayload, PayloadTooLarge, UnknownTenan
 from app.ids import new_id
 from app.matching import matches_any
 from app.models import Delivery, DeliveryState, Endpoint, Environment, Event, Tenant, utcnow
+from app.subscribers import SubscriberCache
 
 MAX_IDEMPOTENCY_KEY_LENGTH = 200
 
@@ -96,6 +97,7 @@ def publish(
     webhook_url: str | None = None,
     endpoint_ids: Sequence[str] | None = None,
     guard: Callable[[Session], None] | None = None,
+    cache: SubscriberCache | None = None,
 ) -> PublishResult:
     """Record an event for *tenant*, fan it out to matching endpoints and enqueue them.
 
@@ -105,7 +107,8 @@ def publish(
     URL. *endpoint_ids* sends it to exactly those endpoints (a test send). *guard*
     runs first inside the event's transaction, a repeated idempotency key included;
     if it raises, nothing is written (an incoming webhook checks there that it is
-    still live and records its use).
+    still live and records its use). Without those three, the event takes the bulk
+    path of :mod:`app.fanout`, with *cache* holding the tenant's subscribers.
     """
     declared = catalogue.require(event_type)
     environment = check_environment(environment)
@@ -114,6 +117,18 @@ def publish(
         idempotency_key = implied_idempotency_key(declared.idempotency_field, payload)
     if idempotency_key is not None and not (0 < len(idempotency_key) <= MAX_IDEMPOTENCY_KEY_LENGTH):
         raise InputError(f"idempotency key must be 1 to {MAX_IDEMPOTENCY_KEY_LENGTH} characters")
+    if webhook_url is None and endpoint_ids is None and guard is None:
+        # The hot path: Core SQL, cached subscribers (app/fanout.py).
+        from app.fanout import ValidItem, write_and_enqueue
+
+        written, parked = write_and_enqueue(
+            sessions.kw["bind"], dispatcher, cache or SubscriberCache(), tenant=tenant,
+            environment=environment,
+            valid=[ValidItem(0, event_type, payload, idempotency_key, occurred_at)])
+        item = written[0]
+        return PublishResult(event_id=item.event_id or "", delivery_ids=list(item.delivery_ids),
+                             created=item.status == "created",
+                             parked=[i for i in parked if i in item.delivery_ids])
     now = utcnow()
     try:
         with transaction(sessions) as session:

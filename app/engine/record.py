@@ -20,6 +20,7 @@ from sqlalchemy import Connection, Table, and_, bindparam, insert, select, updat
 
 from app.engine.circuit import Circuit
 from app.models import Attempt, Delivery, DeliveryState, Endpoint
+from app.subscribers import bump_endpoints_version
 
 
 @dataclass(slots=True)
@@ -90,8 +91,11 @@ def record(conn: Connection, ledger: Ledger, *, now: datetime) -> set[str]:
             written = set(conn.scalars(select(table.c.id).where(
                 table.c.id.in_(ids), table.c.updated_at == now)))
     for endpoint_id, reason in ledger.disable.items():
-        conn.execute(update(Endpoint).where(Endpoint.id == endpoint_id)
-                     .values(enabled=False, disabled_reason=reason, updated_at=now))
+        tenant_id = conn.scalar(update(Endpoint).where(Endpoint.id == endpoint_id)
+                                .values(enabled=False, disabled_reason=reason, updated_at=now)
+                                .returning(Endpoint.tenant_id))
+        if tenant_id is not None:
+            bump_endpoints_version(conn, {tenant_id})
     for endpoint_id, circuit in ledger.circuits.items():
         conn.execute(update(Endpoint).where(Endpoint.id == endpoint_id).values(
             circuit_state=circuit.state.value, circuit_failures=circuit.failures,

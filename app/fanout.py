@@ -1,0 +1,238 @@
+"""Publish in bulk: many events and their deliveries in one transaction, Core SQL only.
+
+The hot path of publishing. Each event is validated exactly as :func:`app.publishing.publish`
+validates one (catalogue, payload, size, idempotency key); the tenant is read with its
+endpoints version, the subscribers come from the process's :class:`~app.subscribers.SubscriberCache`,
+repeated idempotency keys are looked up in one query, and the new events and
+deliveries are written with two multi-row inserts. After the commit the deliveries go
+to their partition queues, many ids per message.
+
+A batch with bad items still writes its good ones: every item gets a result, created,
+existing (its idempotency key was seen before, in an earlier call or earlier in this
+batch) or error (with its index, the field and the message), and nothing is written for
+an item in error. Only a batch-wide problem (unknown tenant or environment, too many
+events) refuses the whole batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from sqlalchemy import Connection, Engine, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
+
+from app.catalogue import Catalogue
+from app.dispatch import Dispatcher
+from app.errors import (
+    BatchTooLarge,
+    InputError,
+    InvalidEventType,
+    InvalidPayload,
+    PayloadTooLarge,
+    UnknownEventType,
+    UnknownTenant,
+)
+from app.ids import new_id
+from app.models import Delivery, DeliveryState, Environment, Event, Tenant, utcnow
+from app.subscribers import SubscriberCache
+
+#: Most events one call (or one ``POST …/events/batch``) may carry.
+MAX_BATCH_EVENTS = 1000
+MAX_IDEMPOTENCY_KEY_LENGTH = 200
+
+
+@dataclass(frozen=True, slots=True)
+class ItemResult:
+    """What became of one event of a batch."""
+
+    index: int
+    status: Literal["created", "existing", "error"]
+    event_id: str | None = None
+    delivery_ids: tuple[str, ...] = ()
+    error: str | None = None
+    #: The item's field the error is about: ``type``, ``data``, ``idempotencyKey``, ``occurredAt``.
+    field: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BatchResult:
+    items: list[ItemResult]
+    #: Delivery ids the broker refused; the sweeper sends them.
+    parked: list[str] = field(default_factory=list)
+
+    def count(self, status: str) -> int:
+        return sum(1 for item in self.items if item.status == status)
+
+
+@dataclass(frozen=True, slots=True)
+class ValidItem:
+    index: int
+    event_type: str
+    payload: dict[str, Any]
+    key: str | None
+    occurred_at: datetime | None
+
+
+class ItemError(InputError):
+    """One item's problem, naming the field it is about."""
+
+    def __init__(self, field_name: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field_name
+
+
+def field_of(exc: InputError) -> str:
+    if isinstance(exc, ItemError):
+        return exc.field
+    if isinstance(exc, UnknownEventType | InvalidEventType):
+        return "type"
+    if isinstance(exc, InvalidPayload | PayloadTooLarge):
+        return "data"
+    return "event"
+
+
+def validate_item(catalogue: Catalogue, item: Mapping[str, Any], index: int,
+                  max_payload_bytes: int) -> ValidItem:
+    """One batch item checked like a single publish; :class:`InputError` otherwise."""
+    from app.publishing import encode_payload, implied_idempotency_key
+
+    event_type = item.get("event_type")
+    if not isinstance(event_type, str):
+        raise ItemError("type", "type is required (an event type name)")
+    declared = catalogue.require(event_type)
+    payload = encode_payload(item.get("data"), max_payload_bytes)
+    key = item.get("idempotency_key")
+    if key is None:
+        key = implied_idempotency_key(declared.idempotency_field, payload)
+    if key is not None and (not isinstance(key, str)
+                            or not 0 < len(key) <= MAX_IDEMPOTENCY_KEY_LENGTH):
+        raise ItemError("idempotencyKey",
+                        f"idempotency key must be 1 to {MAX_IDEMPOTENCY_KEY_LENGTH} characters")
+    occurred_at = item.get("occurred_at")
+    if occurred_at is not None and not isinstance(occurred_at, datetime):
+        raise ItemError("occurredAt", "occurredAt must be a date-time")
+    return ValidItem(index, event_type, payload, key, occurred_at)
+
+
+def publish_many(
+    engine: Engine,
+    dispatcher: Dispatcher,
+    catalogue: Catalogue,
+    cache: SubscriberCache,
+    *,
+    tenant: str,
+    items: Sequence[Mapping[str, Any]],
+    max_payload_bytes: int,
+    environment: str = Environment.PRODUCTION,
+) -> BatchResult:
+    """Record up to :data:`MAX_BATCH_EVENTS` events for *tenant* and enqueue their deliveries.
+
+    Each item is a mapping with ``event_type``, ``data`` and optionally
+    ``idempotency_key`` and ``occurred_at``.
+    """
+    if len(items) > MAX_BATCH_EVENTS:
+        raise BatchTooLarge(len(items), MAX_BATCH_EVENTS)
+    from app.publishing import check_environment
+
+    environment = check_environment(environment)
+    results: dict[int, ItemResult] = {}
+    valid: list[ValidItem] = []
+    for index, item in enumerate(items):
+        try:
+            valid.append(validate_item(catalogue, item, index, max_payload_bytes))
+        except InputError as exc:
+            results[index] = ItemResult(index, "error", error=str(exc), field=field_of(exc))
+    written, parked = write_and_enqueue(engine, dispatcher, cache, tenant=tenant,
+                                        environment=environment, valid=valid)
+    results.update(written)
+    return BatchResult(items=[results[i] for i in range(len(items))], parked=parked)
+
+
+def write_and_enqueue(engine: Engine, dispatcher: Dispatcher, cache: SubscriberCache, *,
+                      tenant: str, environment: str, valid: Sequence[ValidItem],
+                      ) -> tuple[dict[int, ItemResult], list[str]]:
+    """Write validated items in one transaction, then enqueue; (results by index, parked)."""
+    deliveries: list[dict[str, Any]] = []
+    for attempt in range(2):
+        try:
+            with engine.begin() as conn:
+                written, deliveries = _write(conn, cache, tenant, environment, valid)
+            break
+        except IntegrityError:
+            # Another publisher won the race for an idempotency key: the second pass
+            # finds its event and reports this item as existing.
+            if attempt == 1 or not any(v.key for v in valid):
+                raise
+    parked = enqueue(engine, dispatcher, [(d["id"], d["endpoint_id"]) for d in deliveries])
+    return written, parked
+
+
+def _write(conn: Connection, cache: SubscriberCache, tenant: str, environment: str,
+           valid: Sequence[ValidItem]) -> tuple[dict[int, ItemResult], list[dict[str, Any]]]:
+    row = conn.execute(
+        select(Tenant.id, Tenant.endpoints_version)
+        .where(or_(Tenant.id == tenant, Tenant.name == tenant))
+        .order_by((Tenant.id == tenant).desc()).limit(1)
+    ).first()
+    if row is None:
+        raise UnknownTenant(tenant)
+    tenant_id, version = row[0], int(row[1] or 0)
+    now = utcnow()
+    keys = sorted({v.key for v in valid if v.key is not None})
+    known: dict[str, str] = {}
+    known_deliveries: dict[str, list[str]] = {}
+    if keys:
+        known = {str(key): event_id for event_id, key in conn.execute(
+            select(Event.id, Event.idempotency_key)
+            .where(Event.tenant_id == tenant_id, Event.idempotency_key.in_(keys)))}
+        if known:
+            for delivery_id, event_id in conn.execute(
+                    select(Delivery.id, Delivery.event_id)
+                    .where(Delivery.event_id.in_(list(known.values())))
+                    .order_by(Delivery.id)):
+                known_deliveries.setdefault(event_id, []).append(delivery_id)
+    results: dict[int, ItemResult] = {}
+    events: list[dict[str, Any]] = []
+    deliveries: list[dict[str, Any]] = []
+    for item in valid:
+        if item.key is not None and item.key in known:
+            event_id = known[item.key]
+            results[item.index] = ItemResult(item.index, "existing", event_id,
+                                             tuple(known_deliveries.get(event_id, ())))
+            continue
+        event_id = new_id("evt")
+        targets = cache.matching(conn, tenant_id, version, environment, item.event_type)
+        ids = tuple(new_id("dlv") for _ in targets)
+        events.append({"id": event_id, "tenant_id": tenant_id, "event_type": item.event_type,
+                       "payload": item.payload, "occurred_at": item.occurred_at or now,
+                       "idempotency_key": item.key, "environment": environment,
+                       "created_at": now})
+        deliveries.extend(
+            {"id": delivery_id, "event_id": event_id, "endpoint_id": endpoint_id,
+             "tenant_id": tenant_id, "state": DeliveryState.PENDING, "attempt_count": 0,
+             "next_attempt_at": now, "queued_at": now, "requeue_count": 0,
+             "created_at": now, "updated_at": now}
+            for delivery_id, endpoint_id in zip(ids, targets, strict=True))
+        results[item.index] = ItemResult(item.index, "created", event_id, ids)
+        if item.key is not None:
+            known[item.key] = event_id
+            known_deliveries[event_id] = list(ids)
+    if events:
+        conn.execute(insert(Event), events)
+    if deliveries:
+        conn.execute(insert(Delivery), deliveries)
+    return results, deliveries
+
+
+def enqueue(engine: Engine, dispatcher: Dispatcher, pairs: list[tuple[str, str]]) -> list[str]:
+    """Send messages for committed deliveries; park those the broker refused."""
+    if not pairs:
+        return []
+    failed = dispatcher.enqueue(pairs)
+    if failed:
+        with engine.begin() as conn:
+            conn.execute(update(Delivery).where(Delivery.id.in_(failed)).values(queued_at=None))
+    return failed

@@ -100,6 +100,10 @@ class Settings(BaseSettings):
         default=512 * 1024, ge=1024,
         description="Management API request bodies larger than this are refused with 413.",
     )
+    api_max_batch_request_bytes: int = Field(
+        default=8 * 1024 * 1024, ge=1024,
+        description="Limit for POST /api/{tenantId}/events/batch bodies (up to 1,000 events).",
+    )
     public_url: str | None = Field(
         default=None,
         description="The API's address as senders reach it, the base of incoming webhook URLs "

@@ -28,14 +28,18 @@ class BodyTooLarge(Exception):
 class BodyLimit:
     """ASGI middleware: a request body over *limit* bytes is answered 413, never read whole."""
 
-    def __init__(self, app: ASGIApp, limit: int) -> None:
+    def __init__(self, app: ASGIApp, limit: int, batch_limit: int | None = None) -> None:
         self.app = app
-        self.limit = limit
+        self.default_limit = limit
+        self.batch_limit = batch_limit or limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        # A batch of events may be larger than any other request.
+        limit = (self.batch_limit if str(scope.get("path", "")).endswith("/events/batch")
+                 else self.default_limit)
         for name, value in scope.get("headers", []):
             if name == b"content-length":
                 try:
@@ -43,8 +47,8 @@ class BodyLimit:
                 except ValueError:
                     await _json(send, 400, "malformed Content-Length")
                     return
-                if declared > self.limit:
-                    await _json(send, 413, f"request body over {self.limit} bytes")
+                if declared > limit:
+                    await _json(send, 413, f"request body over {limit} bytes")
                     return
         seen = 0
         started = False
@@ -54,7 +58,7 @@ class BodyLimit:
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > self.limit:
+                if seen > limit:
                     raise BodyTooLarge
             return message
 
@@ -68,7 +72,7 @@ class BodyLimit:
             await self.app(scope, limited_receive, tracking_send)
         except BodyTooLarge:
             if not started:
-                await _json(send, 413, f"request body over {self.limit} bytes")
+                await _json(send, 413, f"request body over {limit} bytes")
 
 
 async def _json(send: Send, status: int, detail: str) -> None:
@@ -116,6 +120,7 @@ def create_app(hookline: Hookline | None = None) -> FastAPI:
         # validated before they reach it). Nothing was written.
         return JSONResponse({"detail": "a value in the request cannot be stored"}, status_code=422)
 
-    limit = api.state.hookline.settings.api_max_request_bytes
-    api.add_middleware(BodyLimit, limit=limit)
+    settings = api.state.hookline.settings
+    api.add_middleware(BodyLimit, limit=settings.api_max_request_bytes,
+                       batch_limit=settings.api_max_batch_request_bytes)
     return api

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from typing import Any
+
 from fastapi import APIRouter, HTTPException, Response
 from sqlalchemy import select
 
 from app.api import schemas, views
 from app.api.deps import HooklineDep, IdPath, TenantDep
 from app.db import transaction
+from app.fanout import ItemError
 from app.models import Delivery, Event
 
 router = APIRouter(prefix="/api/{tenantId}/events", tags=["events"])
@@ -25,6 +29,76 @@ def publish_event(body: schemas.EventCreate, tenant: TenantDep, hookline: Hookli
         response.status_code = 200
     return schemas.EventAccepted(id=result.event_id, created=result.created,
                                  delivery_ids=list(result.delivery_ids))
+
+
+@router.post("/batch", status_code=200, response_model=schemas.EventBatchAccepted)
+def publish_batch(body: schemas.EventBatchCreate, tenant: TenantDep,
+                  hookline: HooklineDep) -> schemas.EventBatchAccepted:
+    """Publish up to 1,000 events in one transaction. Each item is validated like
+    ``POST /events`` and gets its own result; bad items are reported (index, field,
+    message) and write nothing, the good ones are written and delivered."""
+    items: list[dict[str, Any]] = []
+    early: dict[int, schemas.EventBatchItem] = {}
+    for index, raw in enumerate(body.events):
+        try:
+            items.append(batch_item(raw))
+        except ItemError as exc:
+            early[index] = schemas.EventBatchItem(index=index, status="error", error=str(exc),
+                                                  field=exc.field)
+            items.append({"event_type": None, "data": None})
+    result = hookline.publish_many(tenant, items, environment=body.environment)
+    results = [
+        early.get(item.index) or schemas.EventBatchItem(
+            index=item.index, status=item.status, id=item.event_id,
+            delivery_ids=list(item.delivery_ids), error=item.error, field=item.field)
+        for item in result.items
+    ]
+    return schemas.EventBatchAccepted(
+        created=sum(r.status == "created" for r in results),
+        existing=sum(r.status == "existing" for r in results),
+        errors=sum(r.status == "error" for r in results), results=results)
+
+
+_BATCH_FIELDS = {"type", "data", "idempotencyKey", "occurredAt"}
+
+
+def batch_item(raw: dict[str, Any]) -> dict[str, Any]:
+    """One batch item's JSON as :meth:`Hookline.publish_many` takes it; ItemError if malformed."""
+    unknown = sorted(set(raw) - _BATCH_FIELDS)
+    if unknown:
+        raise ItemError(unknown[0], f"unknown field {unknown[0]!r} (allowed: "
+                                    f"{', '.join(sorted(_BATCH_FIELDS))})")
+    event_type = raw.get("type")
+    if not isinstance(event_type, str) or not event_type:
+        raise ItemError("type", "type is required (an event type name)")
+    key = raw.get("idempotencyKey")
+    if key is not None and not isinstance(key, str):
+        raise ItemError("idempotencyKey", "idempotencyKey must be a string")
+    for name, value in (("type", event_type), ("idempotencyKey", key)):
+        if value is not None and not is_clean_text(value):
+            raise ItemError(name, f"{name} may not contain control characters or lone surrogates")
+    occurred = raw.get("occurredAt")
+    occurred_at: datetime | None = None
+    if occurred is not None:
+        try:
+            occurred_at = datetime.fromisoformat(str(occurred).replace("Z", "+00:00"))
+            if occurred_at.tzinfo is None:
+                raise ValueError("no time zone")
+            occurred_at = occurred_at.astimezone(UTC)
+        except (ValueError, OverflowError):
+            raise ItemError("occurredAt", "occurredAt must be an ISO 8601 date-time with a "
+                                          "time zone, within the years 1 to 9999 UTC") from None
+    return {"event_type": event_type, "data": raw.get("data"), "idempotency_key": key,
+            "occurred_at": occurred_at}
+
+
+def is_clean_text(value: str) -> bool:
+    """No control characters and no lone surrogates (what a database and a header can hold)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return not any(ord(c) < 32 or ord(c) == 127 for c in value)
 
 
 @router.get("/{eventId}", response_model=schemas.EventView)

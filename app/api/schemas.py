@@ -126,6 +126,32 @@ class EventAccepted(ApiModel):
     delivery_ids: list[str]
 
 
+class EventBatchCreate(ApiInput):
+    """Up to 1,000 events; each item is checked on its own and answered on its own."""
+
+    events: list[dict[str, Any]] = Field(
+        max_length=1000,
+        description="Items like the body of POST /events (type, data, idempotencyKey, "
+                    "occurredAt), at most 1,000; webhookUrl is not accepted here.")
+    environment: EnvironmentName = "production"
+
+
+class EventBatchItem(ApiModel):
+    index: int
+    status: Literal["created", "existing", "error"]
+    id: str | None = None
+    delivery_ids: list[str] = []
+    error: str | None = None
+    field: str | None = None
+
+
+class EventBatchAccepted(ApiModel):
+    created: int
+    existing: int
+    errors: int
+    results: list[EventBatchItem]
+
+
 # -- deliveries -------------------------------------------------------------------------
 class AttemptView(ApiModel):
     number: int

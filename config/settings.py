@@ -85,6 +85,11 @@ class Settings(BaseSettings):
         default=512 * 1024, ge=1024,
         description="Management API request bodies larger than this are refused with 413.",
     )
+    api_waiting_test_sends: int = Field(
+        default=10, ge=1, le=1000,
+        description="Test sends one tenant may keep waiting for their attempt at once, per API "
+        "process; more are refused with 429.",
+    )
     public_url: str | None = Field(
         default=None,
         description="The API's address as senders reach it, the base of incoming webhook URLs "

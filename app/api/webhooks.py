@@ -19,6 +19,7 @@ from app.api.waiting import WaitSlots
 from app.client import Hookline
 from app.db import transaction
 from app.errors import TooManyWaiting
+from app.ids import new_id
 from app.models import Attempt, Delivery, DeliveryState, Endpoint
 from app.publishing import PublishResult
 
@@ -147,7 +148,10 @@ def _send_test(hookline: Hookline, tenant: str, webhook_id: str,
         raise HTTPException(409, "the webhook is disabled: enable it before a test send")
     data = body.data if body.data is not None else {"test": True, "webhook_id": webhook_id,
                                                     "message": "Test event from Hookline"}
-    return hookline.publish(tenant, body.event_type, data, endpoint_ids=[webhook_id])
+    # A key of its own: a test send never takes the key a type derives from its data
+    # (session.*: sessionId), so it neither returns an earlier event nor blocks a later one.
+    return hookline.publish(tenant, body.event_type, data, endpoint_ids=[webhook_id],
+                            idempotency_key=new_id("test"))
 
 
 async def _wait_for_attempt(hookline: Hookline, delivery_id: str,

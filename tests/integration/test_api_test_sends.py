@@ -1,6 +1,6 @@
 """Test sends over the management API on real PostgreSQL and Redis: a test send waiting
 for its attempt holds no worker thread of the API, and each tenant may keep only so
-many waiting at once."""
+many waiting at once; a test send is always a new delivery to exactly its webhook."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.api import create_app
-from tests.integration.api_callers import tenant_caller
+from tests.integration.api_callers import Caller, tenant_caller
 from tests.integration.conftest import Stack
 from tests.support import wait_until
 
@@ -82,3 +82,47 @@ class TestWaiting:
                 assert [f.result().status_code for f in waiting] == [202] * 3
             again = acme.call("POST", paths[acme.tenant], json={"waitSeconds": 0.2})
             assert again.status_code == 202
+
+
+class TestTypesKeyedByTheirData:
+    """``session.*`` events take ``sessionId:<id>`` as their idempotency key when none is given."""
+
+    @pytest.mark.parametrize("earlier_subscribers", [0, 1, 2])
+    def test_a_test_send_matching_an_earlier_event_is_a_new_delivery_to_the_chosen_webhook_only(
+        self, acme: Caller, stack: Stack, earlier_subscribers: int
+    ) -> None:
+        for n in range(earlier_subscribers):
+            acme.call("POST", "/webhooks", json={"endpoint": f"http://127.0.0.1:9/account{n}",
+                                                 "events": ["session.*"], "contract": "cr3dentials"})
+        earlier = acme.call("POST", "/events", json={"type": "session.completed",
+                                                     "data": {"sessionId": "s1"}}).json()
+        assert len(earlier["deliveryIds"]) == earlier_subscribers
+        chosen = acme.call("POST", "/webhooks", json={
+            "endpoint": "http://127.0.0.1:9/chosen", "events": ["crew.status.changed"],
+            "contract": "cr3dentials"}).json()
+
+        sent = acme.call("POST", f"/webhooks/{chosen['id']}/test", json={
+            "eventType": "session.completed", "data": {"sessionId": "s1"}, "waitSeconds": 0})
+
+        assert sent.status_code == 202, sent.text
+        assert sent.json()["eventId"] != earlier["id"]
+        assert sent.json()["deliveryId"] not in earlier["deliveryIds"]
+        event = acme.call("GET", f"/events/{sent.json()['eventId']}").json()
+        assert [(d["id"], d["webhookId"]) for d in event["deliveries"]] == [
+            (sent.json()["deliveryId"], chosen["id"])]
+        assert stack.sql("SELECT count(*) FROM deliveries")[0][0] == earlier_subscribers + 1
+
+    def test_a_test_send_leaves_the_key_free_for_the_real_event(self, acme: Caller) -> None:
+        account = acme.call("POST", "/webhooks", json={
+            "endpoint": "http://127.0.0.1:9/account", "events": ["session.*"],
+            "contract": "cr3dentials"}).json()
+        sent = acme.call("POST", f"/webhooks/{account['id']}/test", json={
+            "eventType": "session.completed", "data": {"sessionId": "s5"}, "waitSeconds": 0})
+        assert sent.status_code == 202, sent.text
+
+        real = acme.call("POST", "/events", json={"type": "session.completed",
+                                                  "data": {"sessionId": "s5"}})
+
+        assert real.status_code == 202 and real.json()["created"] is True
+        assert real.json()["id"] != sent.json()["eventId"]
+        assert len(real.json()["deliveryIds"]) == 1

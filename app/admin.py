@@ -231,7 +231,10 @@ def contract_options(
     """The validated (auth header, static headers) of an endpoint using *contract*."""
     if contract.name == "cr3dentials":
         auth_header = auth_header or DEFAULT_AUTH_HEADER
-        validate_header_name(auth_header)
+        try:
+            validate_header_name(auth_header)
+        except InvalidEndpointConfig as exc:
+            raise InvalidEndpointConfig(f"auth header: {exc}") from None
     elif auth_header is not None:
         raise InvalidEndpointConfig("an authentication header applies to the cr3dentials contract only")
     reserved = contract.reserved_headers | ({auth_header.lower()} if auth_header else set())

@@ -5,7 +5,9 @@ Two decisions, neither of which resolves a name or opens a socket:
 * :meth:`EgressPolicy.check_url` applies the URL rules: ``https://`` unless plain
   http is allowed (development), a host, no credentials, a port from 1 to 65535, and
   IP literals written the one canonical way (``http://127.1/`` and
-  ``http://2130706433/`` are refused rather than guessed at).
+  ``http://2130706433/`` are refused rather than guessed at), and a hostname DNS can
+  carry: no empty label, none over 63 characters, 253 in all, and a non-ASCII name
+  that IDNA encodes the way the transport will encode it.
 * :meth:`EgressPolicy.check_address` judges one IP address. Loopback, private
   (RFC 1918), shared (carrier-grade NAT), link-local, cloud metadata, multicast,
   unspecified, documentation, benchmarking and reserved addresses are refused, and so
@@ -28,6 +30,8 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address, ip_network
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
+
+import idna
 
 from app.errors import BlockedDestination, InvalidEndpointURL
 
@@ -105,6 +109,9 @@ BLOCKED_RANGES: tuple[tuple[IPNetwork, str], ...] = tuple(
 IPV6_GLOBAL_UNICAST = IPv6Network("2000::/3")
 #: NAT64 well-known prefix: the last 32 bits are the IPv4 address being reached.
 NAT64_PREFIX = IPv6Network("64:ff9b::/96")
+#: DNS limits (RFC 1035): octets per label, and characters of a name written out.
+MAX_LABEL_LENGTH = 63
+MAX_HOSTNAME_LENGTH = 253
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,6 +173,8 @@ class EgressPolicy:
             raise InvalidEndpointURL(
                 f"endpoint URL {url!r} names an IPv4 address in a legacy form; "
                 "write it as four decimal numbers (a.b.c.d)")
+        if address is None:
+            _check_hostname(url, host)
         return Destination(scheme=scheme, host=host, port=port or (443 if scheme == "https" else 80),
                            address=address)
 
@@ -265,6 +274,31 @@ def _ip_literal(host: str) -> IPAddress | None:
         return ip_address(host)
     except ValueError:
         return None
+
+
+def _check_hostname(url: str, host: str) -> None:
+    """``InvalidEndpointURL`` unless *host* is a name the resolver can be asked for.
+
+    A non-ASCII name is encoded as requests encodes it (IDNA 2008 with UTS 46
+    mapping); the ASCII result must then fit DNS, as Python's resolver checks.
+    """
+    name = host[:-1] if host.endswith(".") else host  # one final dot: the root
+    if not name.isascii():
+        try:
+            name = idna.encode(name, uts46=True).decode("ascii")
+        except (UnicodeError, ValueError) as exc:
+            raise InvalidEndpointURL(
+                f"endpoint URL {url!r} has a host that is not a valid internationalised "
+                f"domain name ({exc})") from None
+    labels = name.split(".")
+    if "" in labels:
+        raise InvalidEndpointURL(f"endpoint URL {url!r} has an empty label in its host")
+    if any(len(label) > MAX_LABEL_LENGTH for label in labels):
+        raise InvalidEndpointURL(
+            f"endpoint URL {url!r} has a host label over {MAX_LABEL_LENGTH} characters")
+    if len(name) > MAX_HOSTNAME_LENGTH:
+        raise InvalidEndpointURL(
+            f"endpoint URL {url!r} has a host over {MAX_HOSTNAME_LENGTH} characters")
 
 
 def _legacy_ipv4_literal(host: str) -> bool:

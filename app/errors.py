@@ -18,6 +18,7 @@
     │   ├── InvalidSelection        e.g. a requeue with neither ids nor --all
     │   └── InvalidWatch            a change-feed watch that cannot work as declared
     ├── ConfigurationError          settings that cannot work together
+    ├── TooManyWaiting              a tenant already holds its limit of waiting test sends
     └── DeliveryFailure             the outcome of one attempt that did not succeed
         ├── RetryableFailure        408, 429, 5xx, connection errors, timeouts
         └── PermanentFailure        any other 4xx, or a request that can never be sent
@@ -113,6 +114,18 @@ class InvalidWatch(InputError):
 
 class ConfigurationError(HooklineError):
     """Settings that cannot work together."""
+
+
+class TooManyWaiting(HooklineError):
+    """A tenant already holds as many waiting test sends as it may; *retry_after* is in seconds."""
+
+    def __init__(self, limit: int, retry_after: int) -> None:
+        super().__init__(
+            f"too many test sends waiting: a tenant may keep at most {limit} waiting for their "
+            f"attempt at once; retry after {retry_after} s, or send with waitSeconds 0 and poll "
+            "the delivery")
+        self.limit = limit
+        self.retry_after = retry_after
 
 
 class DeliveryFailure(HooklineError):

@@ -2,12 +2,15 @@
 
 Exponential backoff with proportional jitter; a receiver's ``Retry-After`` wins over
 the schedule, clamped to ``[1 s, retry_after_max]``. The random source and the clock
-are parameters so the schedule is testable to the millisecond.
+are parameters so the schedule is testable to the millisecond. ``Retry-After`` comes
+from a receiver, so it is parsed defensively: anything but ASCII delta-seconds or an
+HTTP-date is ignored, and no string makes the parser raise.
 """
 
 from __future__ import annotations
 
 import random
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -15,6 +18,9 @@ from email.utils import parsedate_to_datetime
 
 #: The shortest wait Hookline honours, whatever a Retry-After header says.
 MIN_RETRY_AFTER_SECONDS = 1.0
+#: Delta-seconds as RFC 9110 writes them: ASCII digits only (``str.isdigit`` also takes
+#: ``²`` and ``١``). Ten digits are over 300 years, far past any clamp.
+DELTA_SECONDS_RE = re.compile(r"[0-9]{1,10}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,13 +64,12 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
     text = value.strip()
     if not text:
         return None
-    if text.isdigit():
+    if DELTA_SECONDS_RE.fullmatch(text):
         return float(text)
     try:
         when = parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError):
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        return max((when - (now or datetime.now(UTC))).total_seconds(), 0.0)
+    except (TypeError, ValueError, IndexError, OverflowError):  # e.g. a day of 10**20
         return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    current = now or datetime.now(UTC)
-    return max((when - current).total_seconds(), 0.0)

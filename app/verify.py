@@ -15,7 +15,9 @@ new one; either verifies). Each signed header is checked, and for single-signatu
 contracts so is its ``…-Next`` companion, which carries the new secret's signature
 while a rotation's grace period runs. Timestamps more than *tolerance* seconds from
 now are refused. Errors: :class:`MissingHeader`, :class:`StaleTimestamp`,
-:class:`BadSignature`, all subclasses of :class:`VerificationError`.
+:class:`BadSignature`, all subclasses of :class:`VerificationError`; whatever the
+headers hold, no other exception comes out of checking them (a ``ValueError`` means
+the call itself is wrong: an unknown contract, no secret, a malformed configured secret).
 
 Contracts: ``crewpass``, ``crewship``, ``wallet-crew``, ``standard-webhooks`` (HMAC
 signatures) and ``cr3dentials`` (a static credential in a header: pass
@@ -33,6 +35,9 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 
 __all__ = ["BadSignature", "MissingHeader", "StaleTimestamp", "VerificationError", "verify"]
+
+#: Unix seconds are ASCII digits; twelve reach the year 33658 and keep ``int()`` cheap.
+MAX_TIMESTAMP_DIGITS = 12
 
 
 class VerificationError(Exception):
@@ -83,7 +88,8 @@ def _get(headers: Mapping[str, str], name: str) -> str:
 
 def _timestamp(headers: Mapping[str, str], name: str, tolerance: int, now: float) -> str:
     text = _get(headers, name)
-    if not text.isdigit():
+    # str.isdigit alone also takes '²' and '١', which int() refuses or reads.
+    if not (text.isascii() and text.isdigit() and len(text) <= MAX_TIMESTAMP_DIGITS):
         raise StaleTimestamp(f"{name} is not unix seconds")
     if abs(now - int(text)) > tolerance:
         raise StaleTimestamp(f"{name} is more than {tolerance} s from now")
@@ -94,12 +100,22 @@ def _hex(key: str, message: bytes) -> str:
     return hmac.new(key.encode("utf-8"), message, hashlib.sha256).hexdigest()
 
 
+def _utf8(text: str) -> bytes | None:
+    """*text* as UTF-8, or None if it cannot be (a lone surrogate): nothing signed it."""
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        return None
+
+
 def _any_match(received: Iterable[str], expected: Iterable[str]) -> bool:
-    wanted = list(expected)
+    wanted = [encoded for encoded in map(_utf8, expected) if encoded is not None]
     found = False
-    for given in received:
+    for given in map(_utf8, received):
+        if given is None:
+            continue
         for candidate in wanted:
-            found |= hmac.compare_digest(given.encode(), candidate.encode())
+            found |= hmac.compare_digest(given, candidate)
     return found
 
 
@@ -153,7 +169,10 @@ def _standard_webhooks(keys: list[str], headers: Mapping[str, str], body: bytes,
     ts = _timestamp(headers, "webhook-timestamp", tolerance, now)
     given = [part.split(",", 1)[1] for part in _get(headers, "webhook-signature").split()
              if part.startswith("v1,")]
-    message = f"{message_id}.{ts}.".encode() + body
+    signed_id = _utf8(message_id)
+    if signed_id is None:
+        raise BadSignature("webhook-id is not text a signature can cover")
+    message = signed_id + f".{ts}.".encode() + body
     expected = []
     for key in keys:
         try:

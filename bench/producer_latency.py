@@ -50,7 +50,7 @@ from app.changefeed.producer import READY_MESSAGE  # noqa: E402
 from app.client import Hookline  # noqa: E402
 from app.names import partition_queue  # noqa: E402
 from app.partitioning import partition_for  # noqa: E402
-from bench.run import (  # noqa: E402
+from bench.harness import (  # noqa: E402
     PG_ADMIN_URL,
     REDIS_URL,
     BenchError,

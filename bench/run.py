@@ -1,632 +1,507 @@
-"""Hookline delivery benchmark: end-to-end deliveries/s and publish-to-receipt latency.
+"""Hookline delivery benchmark: every figure of the delivery-engine issue in one run.
 
-What it measures, on the real Redis (redis://127.0.0.1:6379/0) and the real PostgreSQL
-(a fresh ``hookline_bench_<hex>`` database, dropped at the end), against a fast loopback
-receiver running in its own process (``bench/sink.py``):
+On the real Redis (redis://127.0.0.1:6379/0) and the real PostgreSQL (fresh
+``hookline_bench_<hex>`` databases, dropped at the end), against a loopback receiver
+in its own process (``bench/sink.py``), Hookline side by side with the naive
+one-task-per-event Celery sender (``bench/naive.py``). Sections (``--only`` picks some):
 
-1. **Hookline throughput**: 4 tenants with one endpoint each (on distinct partitions
-   where possible), K ``python -m app.cli worker`` processes (threads pool by default,
-   concurrency C; ``--beat`` on the first). The benchmark process publishes N events (~1 KB JSON,
-   round-robin over the tenants, so deliveries == events) through ``Hookline.publish``
-   as fast as it can. Reported: deliveries/s = N / (last first-receipt - first publish),
-   publish-to-receipt latency p50/p99, and the publish loop's own rate.
-2. **Hookline latency at a fixed rate**: ``--rate`` events/s (default 100/s for 1,000
-   events), p50/p99 publish-to-receipt.
-3. **Naive baseline** (``bench/naive.py``): one Celery task per event doing a bare
-   ``requests.post``, no database, prefork concurrency 2; the same two measurements.
+* ``throughput``: N events published flat out until every one is delivered (for
+  Hookline: until PostgreSQL has N more deliveries in state ``succeeded``). Hookline
+  through ``publish_many`` (when the client has it) and through one ``publish()`` per
+  event; the naive sender through ``apply_async``.
+* ``latency``: events paced at ``--rate``/s, one ``publish()`` each: publish-to-receipt
+  p50/p99.
+* ``drain``: workers stopped, N events published, workers started: the workers' own
+  capacity, first to last receipt; for both systems.
+* ``memory``: ``--memory-events`` deliveries to receiver paths that answer 503; each
+  worker's RSS (its whole process group) and Redis memory before publishing and once
+  95 % have had a first attempt (bounded).
+* ``isolation``: 10 endpoints; healthy, then one of them black-holed (its requests are
+  never answered) while it gets 10 % of the events: the other nine's deliveries/s and
+  p99 in both phases.
+* ``scale``: the throughput figure with each worker count of ``--scale``.
 
-Latency is the receiver's ``time.time()`` at the first receipt of an event minus the
-publisher's ``time.time()`` just before it published that event (same machine clock).
-A short warm-up precedes each system's runs and is not counted. CPU seconds per
-delivery are split into workers / publisher / receiver / everything else (PostgreSQL,
-Redis, the OS) from /proc, to show where the cores went.
+Every run also splits machine-wide CPU per delivery into workers, publisher,
+PostgreSQL, Redis, receiver and the rest, from /proc.
 
-Run: ``.venv/bin/python bench/run.py [--events N] [--workers K] [--concurrency C]``.
-Prints a table, writes the figures to bench/results.json, and exits 1 if any run did
-not complete (every wait is bounded and says "timed out: got X of N"). All traffic
+Run: ``.venv/bin/python bench/run.py [--only throughput,latency] [--events N]``. Prints
+the tables and a final list of figures against the issue's targets, writes them to
+bench/results.json, and exits 1 if a run failed. Every wait is bounded; all traffic
 stays on 127.0.0.1; every process started here is killed in a ``finally``.
 """
 
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
 import math
 import os
 import platform
 import shutil
 import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
-import uuid
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, suppress
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parents[1]
-BENCH = ROOT / "bench"
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-import psycopg  # noqa: E402
 import redis  # noqa: E402
-from sqlalchemy import text  # noqa: E402
 
-from app import admin, db  # noqa: E402
-from app.client import Hookline  # noqa: E402
-from app.partitioning import partition_for  # noqa: E402
-from config.settings import Settings, get_settings  # noqa: E402
+from bench import report as output  # noqa: E402
+from bench.harness import (  # noqa: E402
+    BENCH,
+    PG_ADMIN_URL,
+    REDIS_URL,
+    BenchError,
+    Group,
+    RedisMemory,
+    Sink,
+    child_env,
+    delete_keys,
+    group_rss,
+    log,
+    percentile,
+    poll_until,
+    require_loopback,
+)
+from bench.systems import HooklineSystem, NaiveSystem, Route  # noqa: E402
 
-REDIS_URL = "redis://127.0.0.1:6379/0"
-PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/test"
-LOOPBACK = {"127.0.0.1", "localhost", "::1"}
-EVENT_TYPE = "crew.status.changed"
+SECTIONS = ("throughput", "latency", "drain", "memory", "isolation", "scale")
 TENANTS = 4
-CLK_TCK = os.sysconf("SC_CLK_TCK")
+ISOLATION_ENDPOINTS = 10
+#: The black-holed endpoint of the isolation section (it gets every 10th event).
+HOLE = 0
+#: The memory section waits until this share of deliveries has had a first attempt.
+MEMORY_ATTEMPTED = 0.95
 
-
-class BenchError(Exception):
-    """A setup step failed; the message says which."""
-
-
-# -- small helpers ------------------------------------------------------------------------
-def log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-def require_loopback(url: str, what: str) -> None:
-    host = urlsplit(url).hostname
-    if host not in LOOPBACK:
-        raise SystemExit(f"{what} must be on 127.0.0.1, not {host!r}")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def percentile(values: Sequence[float], q: float) -> float | None:
-    """Nearest-rank percentile (q in 0..100) of *values*, or None if empty."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    rank = max(1, min(len(ordered), math.ceil(q / 100 * len(ordered))))
-    return ordered[rank - 1]
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float, what: str,
-             interval: float = 0.2) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(interval)
-    raise BenchError(f"timed out after {timeout:.0f} s waiting for {what}")
-
-
-def payload(seq: int, published_at: float) -> dict[str, Any]:
-    """~0.9 KB of event data; the envelope around it makes the body ~1 KB."""
-    return {
-        "published_at": published_at,
-        "seq": seq,
-        "crew_id": f"crw_{seq % 97:05d}",
-        "background_check_status": "completed",
-        "previous_status": "pending",
-        "checks": [{"kind": k, "result": "clear", "provider": "bench"} for k in
-                   ("identity", "criminal", "sanctions", "medical", "stcw")],
-        "notes": "x" * 400,
-    }
-
-
-# -- processes ----------------------------------------------------------------------------
-class Group:
-    """A child process in its own session (process group), logging to a file."""
-
-    def __init__(self, name: str, argv: list[str], env: dict[str, str], log_path: Path) -> None:
-        self.name = name
-        self.log_path = log_path
-        handle = open(log_path, "ab")  # noqa: SIM115 - lives as long as the child
-        self.popen = subprocess.Popen(argv, env=env, cwd=ROOT, stdout=handle,
-                                      stderr=subprocess.STDOUT, start_new_session=True)
-        handle.close()
-
-    @property
-    def pgid(self) -> int:
-        return self.popen.pid
-
-    def alive(self) -> bool:
-        return self.popen.poll() is None
-
-    def tail(self, chars: int = 2000) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")[-chars:]
-        except OSError:
-            return ""
-
-    def stop(self, grace: float = 10.0) -> None:
-        """SIGTERM the whole group, SIGKILL it after *grace* seconds."""
-        if self.alive():
-            try:
-                os.killpg(self.pgid, signal.SIGTERM)
-                self.popen.wait(grace)
-            except subprocess.TimeoutExpired:
-                log(f"{self.name} ignored SIGTERM for {grace:.0f} s: SIGKILL")
-            except ProcessLookupError:
-                pass
-        with suppress(ProcessLookupError, PermissionError):  # leftovers: pool children, beat
-            os.killpg(self.pgid, signal.SIGKILL)
-        try:
-            self.popen.wait(5)
-        except subprocess.TimeoutExpired:
-            log(f"{self.name} (pid {self.pgid}) did not exit after SIGKILL")
-
-
-def group_cpu_seconds(pgids: set[int]) -> float:
-    """User+system CPU seconds of every live process in the process groups *pgids*."""
-    total = 0
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as handle:
-                fields = handle.read().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if int(fields[2]) in pgids:  # fields[0] is the state; [2] pgrp; [11], [12] utime, stime
-            total += int(fields[11]) + int(fields[12])
-    return total / CLK_TCK
-
-
-def machine_busy_seconds() -> float:
-    """CPU seconds spent not idle, all cores added, since boot."""
-    with open("/proc/stat") as handle:
-        values = [int(v) for v in handle.readline().split()[1:]]
-    idle = values[3] + (values[4] if len(values) > 4 else 0)
-    return (sum(values[:8]) - idle) / CLK_TCK
-
-
-@dataclass
-class CpuSample:
-    machine: float
-    workers: float
-    receiver: float
-    publisher: float
-
-    @classmethod
-    def take(cls, workers: list[Group], receiver: Group) -> CpuSample:
-        return cls(machine=machine_busy_seconds(),
-                   workers=group_cpu_seconds({w.pgid for w in workers}),
-                   receiver=group_cpu_seconds({receiver.pgid}),
-                   publisher=time.process_time())
-
-    def per_delivery_ms(self, later: CpuSample, deliveries: int) -> dict[str, float]:
-        if deliveries <= 0:
-            return {}
-        parts = {
-            "workers": later.workers - self.workers,
-            "publisher": later.publisher - self.publisher,
-            "receiver": later.receiver - self.receiver,
-        }
-        parts["other"] = max(0.0, (later.machine - self.machine) - sum(parts.values()))
-        parts["total"] = later.machine - self.machine
-        return {k: round(v / deliveries * 1000, 3) for k, v in parts.items()}
-
-
-# -- the receiver process -----------------------------------------------------------------
-class Sink:
-    """Client for bench/sink.py's control endpoints."""
-
-    def __init__(self, group: Group, port: int) -> None:
-        self.group = group
-        self.port = port
-
-    @classmethod
-    def start(cls, workdir: Path, env: dict[str, str]) -> Sink:
-        port = free_port()
-        group = Group("receiver", [sys.executable, str(BENCH / "sink.py"), "--port", str(port)],
-                      env, workdir / "receiver.log")
-        sink = cls(group, port)
-
-        def up() -> bool:
-            if not group.alive():
-                raise BenchError(f"the receiver exited:\n{group.tail()}")
-            try:
-                sink.get("/count")
-            except OSError:
-                return False
-            return True
-
-        wait_for(up, 15, "the receiver to listen", interval=0.05)
-        return sink
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
-
-    def get(self, path: str) -> dict[str, Any]:
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
-        try:
-            conn.request("GET", path)
-            response = conn.getresponse()
-            data: dict[str, Any] = json.loads(response.read())
-            return data
-        finally:
-            conn.close()
+System = HooklineSystem | NaiveSystem
 
 
 # -- one measured run ---------------------------------------------------------------------
 @dataclass
 class RunResult:
     name: str
+    system: str
+    section: str
+    path: str  # how events were published: batch, single, apply_async
     events: int
+    workers: int = 0
     completed: bool = False
     message: str = ""
     received: int = 0
     duplicates: int = 0
     connections: int = 0
+    publish_errors: int = 0
     publish_seconds: float = 0.0
     publish_rate: float = 0.0
     target_rate: float | None = None
+    measured_events: int = 0  # the events the figures below are about (isolation: nine)
+    measured_received: int = 0
     deliveries_per_s: float | None = None
+    end_source: str = ""  # database (last succeeded_at) or receiver (last first receipt)
     latency_ms: dict[str, float | None] = field(default_factory=dict)
+    latency_lower_bound: bool = False  # some measured events never arrived
     drain_after_publish_s: float | None = None
     cpu_ms_per_delivery: dict[str, float] = field(default_factory=dict)
+    receiver: dict[str, int] = field(default_factory=dict)
+    per_target: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
-Sender = Callable[[int], tuple[str, float]]
+def always(_target: int) -> bool:
+    return True
 
 
-def publish_loop(send: Sender, count: int, rate: float | None) -> tuple[dict[str, float], float]:
-    """Call *send* *count* times, as fast as possible or paced at *rate*/s.
+def latency_figures(values: list[float]) -> dict[str, float | None]:
+    return {q: (round(v, 2) if (v := percentile(values, p)) is not None else None)
+            for q, p in (("p50", 50), ("p99", 99), ("max", 100))}
 
-    Returns {event id: publish time} and the loop's duration in seconds.
+
+def measured_run(system: System, sink: Sink, name: str, section: str, count: int, route: Route, *,
+                 timeout: float, rate: float | None = None, batch: bool = False,
+                 drain: bool = False, arrives: Callable[[int], bool] = always,
+                 measured: Callable[[int], bool] = always, use_db: bool = True,
+                 per_target: bool = False) -> RunResult:
+    """Publish *count* events (event i to endpoint ``route(i)``) and measure what arrived.
+
+    Waits (bounded by *timeout* after publishing) for every event whose endpoint
+    *arrives* to reach the receiver and, for Hookline with *use_db*, for PostgreSQL to
+    hold as many more ``succeeded`` deliveries. Figures are about the events whose
+    endpoint is *measured*. With *drain*, the workers are started only after
+    publishing: deliveries/s is then first to last delivery and latency is not reported.
     """
-    published: dict[str, float] = {}
-    started = time.time()
-    interval = 1.0 / rate if rate else 0.0
-    for i in range(count):
-        if rate:
-            delay = started + i * interval - time.time()
-            if delay > 0:
-                time.sleep(delay)
-        event_id, at = send(i)
-        published[event_id] = at
-    return published, time.time() - started
-
-
-def wait_received(sink: Sink, expected: int, timeout: float, label: str) -> tuple[bool, int]:
-    """Poll the receiver until it has *expected* unique ids; (done, unique) when it stops."""
-    deadline = time.monotonic() + timeout
-    next_report = time.monotonic() + 5
-    unique = 0
-    while time.monotonic() < deadline:
-        unique = int(sink.get("/count")["unique"])
-        if unique >= expected:
-            return True, unique
-        if time.monotonic() >= next_report:
-            log(f"{label}: received {unique} of {expected}")
-            next_report += 5
-        time.sleep(0.1)
-    return False, unique
-
-
-def measured_run(name: str, sink: Sink, send: Sender, count: int, *, rate: float | None,
-                 timeout: float, cpu: Callable[[], CpuSample],
-                 start_consumers: Callable[[], None] | None = None) -> RunResult:
-    """Publish *count* events with *send* and measure what the receiver saw.
-
-    With *start_consumers* (a backlog drain), the workers are started only after
-    everything is published: deliveries/s is then taken between the first and the last
-    receipt, CPU from when the workers answered a ping, and latency is not reported
-    (it would only say how long the backlog waited).
-    """
-    result = RunResult(name=name, events=count, target_rate=rate)
+    path = "batch" if batch else ("single" if isinstance(system, HooklineSystem) else "apply_async")
+    result = RunResult(name=name, system=system.name, section=section, path=path, events=count,
+                       workers=len(system.groups) if not drain else 0, target_rate=rate)
+    hookline_db = isinstance(system, HooklineSystem) and use_db
+    db_base = system.succeeded()[0] if isinstance(system, HooklineSystem) and hookline_db else 0
     sink.get("/reset")
-    before = cpu()
-    log(f"{name}: publishing {count} events" + (f" at {rate:g}/s" if rate else " flat out"))
-    published, duration = publish_loop(send, count, rate)
-    result.publish_seconds = round(duration, 3)
-    result.publish_rate = round(count / duration, 1) if duration > 0 else 0.0
-    log(f"{name}: published {count} in {duration:.2f} s ({result.publish_rate}/s); waiting")
+    before = system.cpu()
+    log(f"{name}: publishing {count} events ({path})"
+        + (f" at {rate:g}/s" if rate else " flat out"))
+    pub = system.publish(count, route, rate=rate, batch=batch)
+    result.publish_seconds = round(pub.seconds, 3)
+    result.publish_rate = round(pub.count / pub.seconds, 1) if pub.seconds > 0 else 0.0
+    result.publish_errors = pub.errors
+    log(f"{name}: published {pub.count} in {pub.seconds:.2f} s ({result.publish_rate}/s); waiting")
     already = 0
-    if start_consumers is not None:
-        start_consumers()
-        before = cpu()
-        already = int(sink.get("/count")["unique"])
-    done, _ = wait_received(sink, count, timeout, name)
-    after = cpu()
-    records = sink.get("/records")
-    first_seen: dict[str, float] = records["first_seen"]
-    arrived = {eid: first_seen[eid] for eid in published if eid in first_seen}
+    if drain:
+        system.start_workers()
+        result.workers = len(system.groups)
+        before = system.cpu()
+        already = sink.count()["unique"]
+    expect = sum(1 for t in pub.target.values() if arrives(t))
+    db_end: list[float | None] = [None]
+
+    def check() -> tuple[bool, str]:
+        unique = sink.count()["unique"]
+        if unique < expect:
+            return False, f"received {unique} of {expect}"
+        if isinstance(system, HooklineSystem) and hookline_db:
+            done, last = system.succeeded()
+            if done - db_base < expect:
+                return False, f"received {unique}; {done - db_base} of {expect} succeeded in SQL"
+            db_end[0] = last
+        return True, "done"
+
+    done, line = poll_until(check, timeout, name)
+    waited_until = time.time()
+    after = system.cpu()
+    counts = sink.count()
+    first_seen = sink.first_seen()
+    result.receiver = counts
+    arrived = {eid: first_seen[eid] for eid in pub.at if eid in first_seen}
     result.received = len(arrived)
-    result.duplicates = int(records["duplicates"])
-    result.connections = int(records["connections"])
-    result.completed = done and result.received == count
-    if not result.completed:
-        result.message = (f"timed out: got {result.received} of {count} deliveries "
-                          f"within {timeout:g} s after publishing")
+    result.duplicates = counts["duplicates"]
+    result.connections = counts["connections"]
+    result.completed = done and result.received >= expect and pub.errors == 0
+    if not done:
+        result.message = f"timed out: {line} within {timeout:g} s after publishing"
+    elif pub.errors:
+        result.message = f"{pub.errors} publish error(s), the first: {pub.first_error}"
+    if result.message:
         log(f"{name}: {result.message}")
-    if arrived and start_consumers is None:
-        latencies = [(arrived[eid] - published[eid]) * 1000 for eid in arrived]
-        result.latency_ms = {q: (round(v, 2) if (v := percentile(latencies, p)) is not None
-                                 else None)
-                             for q, p in (("p50", 50), ("p99", 99), ("max", 100))}
-        span = max(arrived.values()) - min(published.values())
-        if result.completed and span > 0:
-            result.deliveries_per_s = round(count / span, 1)
-        result.drain_after_publish_s = round(
-            max(arrived.values()) - (min(published.values()) + duration), 3)
-    elif len(arrived) > 1:
-        span = max(arrived.values()) - min(arrived.values())
-        if result.completed and span > 0:
-            result.deliveries_per_s = round((count - 1) / span, 1)
+
+    ours = [eid for eid in pub.at if measured(pub.target[eid])]
+    result.measured_events = len(ours)
+    result.measured_received = sum(1 for eid in ours if eid in arrived)
+    figures = rate_and_latency(ours, pub.at, arrived, waited_until, drain=drain,
+                               db_end=db_end[0] if len(ours) == pub.count else None,
+                               complete=result.completed)
+    result.deliveries_per_s = figures["deliveries_per_s"]
+    result.end_source = figures["end_source"]
+    result.latency_ms = figures["latency_ms"]
+    result.latency_lower_bound = figures["lower_bound"]
+    if not drain and ours:
+        end = figures["end"]
+        result.drain_after_publish_s = round(end - (min(pub.at.values()) + pub.seconds), 3)
+    if per_target:
+        for target in sorted(set(pub.target.values())):
+            mine = [eid for eid in pub.at if pub.target[eid] == target]
+            one = rate_and_latency(mine, pub.at, arrived, waited_until, drain=drain, db_end=None,
+                                   complete=all(eid in arrived for eid in mine))
+            result.per_target[str(target)] = {
+                "events": len(mine), "received": sum(1 for e in mine if e in arrived),
+                "deliveries_per_s": one["deliveries_per_s"], "p99_ms": one["latency_ms"].get("p99")}
     result.cpu_ms_per_delivery = before.per_delivery_ms(after, result.received - already)
     return result
 
 
-# -- PostgreSQL and Redis -----------------------------------------------------------------
-@contextmanager
-def bench_database(admin_url: str) -> Iterator[str]:
-    """A fresh, migrated database; dropped WITH (FORCE) on the way out."""
-    name = f"hookline_bench_{uuid.uuid4().hex[:10]}"
-    admin_conn = psycopg.connect(admin_url, autocommit=True, connect_timeout=5)
-    try:
-        admin_conn.execute(f'CREATE DATABASE "{name}"')
-        url = admin_url.rsplit("/", 1)[0] + f"/{name}"
-        try:
-            log(f"database {name}: migrating")
-            db.upgrade(get_settings(), url=url.replace("postgresql://", "postgresql+psycopg://"))
-            yield url
-        finally:
-            admin_conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            log(f"database {name}: dropped")
-    finally:
-        admin_conn.close()
+def rate_and_latency(ours: Sequence[str], published: dict[str, float], arrived: dict[str, float],
+                     waited_until: float, *, drain: bool, db_end: float | None,
+                     complete: bool) -> dict[str, Any]:
+    """Deliveries/s and publish-to-receipt latency of the events *ours*.
 
-
-def delete_keys(redis_url: str, prefixes: list[str]) -> int:
-    client = redis.Redis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=5)
-    deleted = 0
-    try:
-        for prefix in prefixes:
-            for key in client.scan_iter(match=f"{prefix}*", count=1000):
-                deleted += int(client.delete(key))  # type: ignore[arg-type]
-    finally:
-        client.close()
-    return deleted
-
-
-def child_env(settings: Settings | None = None, **extra: str) -> dict[str, str]:
-    """This environment minus HOOKLINE_*, plus the settings as HOOKLINE_* (as the tests do)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HOOKLINE_")}
-    if settings is not None:
-        env.update(settings.as_environment())
-    env["PYTHONPATH"] = str(ROOT)
-    env.update(extra)
-    return env
-
-
-def wait_workers(app: Any, groups: list[Group], timeout: float) -> None:
-    """Until every worker answers a broadcast ping (their logs say nothing at WARNING)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for group in groups:
-            if not group.alive():
-                raise BenchError(f"{group.name} exited during start-up:\n{group.tail()}")
-        replies = app.control.ping(timeout=1.0) or []
-        if len(replies) >= len(groups):
-            return
-    raise BenchError(f"timed out: {len(groups)} worker(s) did not all answer a ping within "
-                     f"{timeout:.0f} s\n" + "\n".join(g.tail(800) for g in groups))
-
-
-# -- the two systems ----------------------------------------------------------------------
-def hookline_runs(args: argparse.Namespace, pg_url: str, prefix: str, workdir: Path,
-                  sink: Sink, registry: list[Group], report: dict[str, Any]) -> list[RunResult]:
-    """Start the Hookline workers; warm-up, throughput, latency and backlog-drain runs."""
-    groups: list[Group] = []  # the workers running now
-    settings = get_settings(
-        database_url=pg_url, broker_url=args.redis_url, broker_key_prefix=prefix,
-        data_dir=workdir, log_level="WARNING", worker_concurrency=args.concurrency,
-        worker_pool=args.pool,
-        # The sink is plain http on 127.0.0.1, which the egress policy refuses by default.
-        allow_http=True, egress_allow=["127.0.0.1/32"],
-    )
-    hl = Hookline(settings)
-    env = child_env(settings)
-    tag = prefix.rstrip(":").rsplit("-", 1)[-1]
-    generation = 0
-
-    def start_workers() -> None:
-        nonlocal generation
-        for i in range(args.workers):
-            argv = [sys.executable, "-m", "app.cli", "worker",
-                    f"--hostname=bench{i}g{generation}-{tag}@%h"]
-            if i == 0:
-                argv.append("--beat")
-            groups.append(Group(f"hookline worker {i}", argv, env,
-                                workdir / f"worker{i}-{generation}.log"))
-            registry.append(groups[-1])
-        generation += 1
-        log(f"hookline: starting {args.workers} worker(s), {args.pool} pool, "
-            f"concurrency {args.concurrency}")
-        wait_workers(hl.sender, groups, 60)
-
-    def stop_workers() -> None:
-        for group in groups:
-            group.stop()
-        groups.clear()
-
-    try:
-        tenants = setup_endpoints(hl, sink, settings.partitions)
-        report["hookline_endpoints"] = tenants
-        tenant_ids = [t["tenant"] for t in tenants]
-        start_workers()
-
-        def send(i: int) -> tuple[str, float]:
-            at = time.time()
-            result = hl.publish(tenant_ids[i % len(tenant_ids)], EVENT_TYPE, payload(i, at))
-            return result.event_id, at
-
-        def cpu() -> CpuSample:
-            return CpuSample.take(groups, sink.group)
-
-        results = run_pair("hookline", args, sink, send, cpu)
-        if args.drain_events > 0 and all(r.completed for r in results):
-            stop_workers()
-            results.append(measured_run("hookline drain", sink, send, args.drain_events,
-                                        rate=None, timeout=args.timeout, cpu=cpu,
-                                        start_consumers=start_workers))
-        with hl.engine.connect() as conn:
-            rows = conn.execute(text(
-                "SELECT state, count(*) FROM deliveries GROUP BY state")).all()
-        report["hookline_delivery_states"] = {str(state): int(n) for state, n in rows}
-        return results
-    finally:
-        stop_workers()
-        hl.close()
-
-
-def setup_endpoints(hl: Hookline, sink: Sink, partitions: int) -> list[dict[str, Any]]:
-    """One tenant per endpoint; endpoints on distinct partitions where possible.
-
-    Endpoint ids are random, so an endpoint landing on a partition already used is
-    disabled and another one added (at most 20 tries per tenant).
+    Complete: events / (last delivery - first publish), the last delivery being the
+    database's last ``succeeded_at`` when given, else the last first receipt. Not
+    complete: what arrived / (end of the wait - first publish), and the missing events
+    count with the end of the wait as their receipt, so p99 is a lower bound. Drain:
+    (events - 1) / (last - first delivery), no latency.
     """
-    run = uuid.uuid4().hex[:6]
-    used: set[int] = set()
-    tenants: list[dict[str, Any]] = []
-    for i in range(TENANTS):
-        tenant = admin.create_tenant(hl.sessions, f"bench-{run}-{i}")
-        for attempt in range(20):
-            created = admin.add_endpoint(hl.sessions, hl.catalogue, tenant=tenant.id,
-                                         url=sink.url(f"/hookline/{i}"), events=[EVENT_TYPE],
-                                         policy=hl.egress_policy)
-            partition = partition_for(created.endpoint.id, partitions)
-            if partition not in used or len(used) >= partitions or attempt == 19:
-                used.add(partition)
-                tenants.append({"tenant": tenant.id, "endpoint": created.endpoint.id,
-                                "partition": partition})
-                break
-            admin.set_endpoint_enabled(hl.sessions, created.endpoint.id, False)
-    return tenants
+    got = {eid: arrived[eid] for eid in ours if eid in arrived}
+    out: dict[str, Any] = {"deliveries_per_s": None, "end_source": "", "latency_ms": {},
+                           "lower_bound": False, "end": waited_until}
+    if not ours:
+        return out
+    last = max(got.values()) if got else waited_until
+    source = "receiver"
+    if complete and db_end is not None and db_end > last:
+        last, source = db_end, "database"
+    if not complete:
+        last, source = waited_until, "end of wait"
+    out["end"], out["end_source"] = last, source
+    if drain:
+        if len(got) > 1:
+            span = last - min(got.values())
+            out["deliveries_per_s"] = round((len(got) - 1) / span, 1) if span > 0 else None
+        return out
+    span = last - min(published[eid] for eid in ours)
+    out["deliveries_per_s"] = round(len(got) / span, 1) if span > 0 else None
+    latencies = [(got.get(eid, waited_until) - published[eid]) * 1000 for eid in ours]
+    out["latency_ms"] = latency_figures(latencies)
+    out["lower_bound"] = len(got) < len(ours)
+    return out
 
 
-def naive_runs(args: argparse.Namespace, prefix: str, workdir: Path, sink: Sink,
-               registry: list[Group]) -> list[RunResult]:
-    """Start the naive worker, run warm-up, throughput and latency, stop the worker."""
-    from bench.naive import DELIVER_TASK, create_app
-
-    groups: list[Group] = []
-    app = create_app(args.redis_url, prefix)
-    try:
-        env = child_env(NAIVE_BROKER_URL=args.redis_url, NAIVE_KEY_PREFIX=prefix)
-        tag = prefix.rstrip(":").rsplit("-", 1)[-1]
-        argv = [sys.executable, "-m", "celery", "-A", "bench.naive", "worker", "--pool=prefork",
-                f"--concurrency={args.naive_concurrency}", "--loglevel=WARNING",
-                f"--hostname=naive-{tag}@%h"]
-        groups.append(Group("naive worker", argv, env, workdir / "naive.log"))
-        registry.append(groups[-1])
-        log(f"naive: starting a prefork worker, concurrency {args.naive_concurrency}")
-        wait_workers(app, groups, 60)
-        task = app.tasks[DELIVER_TASK]
-        url = sink.url("/naive")
-
-        def send(i: int) -> tuple[str, float]:
-            at = time.time()
-            event_id = f"nv_{uuid.uuid4().hex}"
-            body = json.dumps({"schema_version": 1, "event_id": event_id,
-                               "event_type": EVENT_TYPE,
-                               "occurred_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(at)),
-                               "partner_id": "bench", "data": payload(i, at)},
-                              separators=(",", ":"))
-            task.apply_async(args=(url, body, event_id))
-            return event_id, at
-
-        def cpu() -> CpuSample:
-            return CpuSample.take(groups, sink.group)
-
-        return run_pair("naive", args, sink, send, cpu)
-    finally:
-        for group in groups:
-            group.stop()
-        app.close()
+def warm_up(system: System, sink: Sink, args: argparse.Namespace, route: Route, label: str) -> None:
+    if args.warmup <= 0:
+        return
+    warm = measured_run(system, sink, f"{label} warm-up", "warm-up", args.warmup, route,
+                        timeout=args.timeout, use_db=False)
+    if not warm.completed:
+        raise BenchError(f"{label} warm-up {warm.message}")
 
 
-def run_pair(system: str, args: argparse.Namespace, sink: Sink, send: Sender,
-             cpu: Callable[[], CpuSample]) -> list[RunResult]:
-    """Warm-up, then the throughput run, then the fixed-rate latency run."""
-    if args.warmup:
-        warm = measured_run(f"{system} warm-up", sink, send, args.warmup, rate=None,
-                            timeout=args.timeout, cpu=cpu)
-        if not warm.completed:
-            raise BenchError(f"{system} warm-up {warm.message}")
-    results = [measured_run(f"{system} throughput", sink, send, args.events, rate=None,
-                            timeout=args.timeout, cpu=cpu)]
-    if results[0].completed and args.rate_events > 0:
-        time.sleep(1.0)  # let stragglers and the CPU settle
-        results.append(measured_run(f"{system} @{args.rate:g}/s", sink, send, args.rate_events,
-                                    rate=args.rate, timeout=args.timeout, cpu=cpu))
-    return results
+def settle() -> None:
+    time.sleep(1.0)  # let stragglers and the CPU settle between runs
 
 
-# -- output ---------------------------------------------------------------------------------
-def fmt(value: float | None, digits: int = 1) -> str:
-    return "-" if value is None else f"{value:,.{digits}f}"
+# -- the sections -------------------------------------------------------------------------
+@dataclass
+class Context:
+    args: argparse.Namespace
+    sink: Sink
+    workdir: Path
+    registry: list[Group]
+    prefixes: list[str]
+    report: dict[str, Any]
+    runs: list[RunResult] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def hookline(self, workers: int, label: str) -> HooklineSystem:
+        return HooklineSystem(self.args, self.sink, self.workdir, self.registry, self.prefixes,
+                              workers=workers, label=label)
+
+    def naive(self, label: str) -> NaiveSystem:
+        return NaiveSystem(self.args, self.sink, self.workdir, self.registry, self.prefixes,
+                           label=label)
 
 
-def print_table(report: dict[str, Any]) -> None:
-    runs: list[dict[str, Any]] = report["runs"]
-    s = report["settings"]
-    print()
-    print(f"Hookline benchmark  nproc={report['machine']['nproc']}  "
-          f"workers={s['workers']} concurrency={s['concurrency']} ({s['pool']})  events={s['events']}  "
-          f"rate run={s['rate_events']} @ {s['rate']:g}/s  naive=prefork c{s['naive_concurrency']}")
-    header = (f"{'run':<22}{'done':>6}{'recv':>7}{'dup':>5}{'conns':>7}{'publish/s':>11}"
-              f"{'deliv/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}{'cpu ms/dlv':>12}")
-    print(header)
-    print("-" * len(header))
-    for r in runs:
-        lat = r["latency_ms"]
-        print(f"{r['name']:<22}{'yes' if r['completed'] else 'NO':>6}{r['received']:>7}"
-              f"{r['duplicates']:>5}{r['connections']:>7}{fmt(r['publish_rate']):>11}"
-              f"{fmt(r['deliveries_per_s']):>10}{fmt(lat.get('p50')):>9}{fmt(lat.get('p99')):>9}"
-              f"{fmt(lat.get('max')):>9}{fmt(r['cpu_ms_per_delivery'].get('total'), 2):>12}")
-    print()
-    print("CPU ms per delivery (all cores): "
-          + "; ".join(f"{r['name']}: " + ", ".join(f"{k} {v}" for k, v in
-                                                   r["cpu_ms_per_delivery"].items()
-                                                   if k != "total")
-                      for r in runs))
-    summary = report["summary"]
-    print(f"hookline {fmt(summary['hookline_deliveries_per_s'])} deliveries/s vs naive "
-          f"{fmt(summary['naive_deliveries_per_s'])} deliveries/s: ratio "
-          f"{fmt(summary['ratio'], 2)}")
-    if summary["hookline_drain_deliveries_per_s"] is not None:
-        print(f"hookline workers alone (backlog drain, publisher idle): "
-              f"{fmt(summary['hookline_drain_deliveries_per_s'])} deliveries/s")
-    for r in runs:
-        if r["message"]:
-            print(f"{r['name']}: {r['message']}")
-    for failure in report["failures"]:
-        print(f"FAILED: {failure}")
+def main_runs(ctx: Context, system: System, sections: set[str]) -> None:
+    """Throughput (batch and single for Hookline), latency and backlog drain on one system.
+
+    A run that did not complete leaves deliveries behind, so the runs after it are skipped.
+    """
+    args, sink = ctx.args, ctx.sink
+    name = system.name
+    system.add_targets([f"/{name}/{i}" for i in range(TENANTS)], distinct_partitions=True)
+    if isinstance(system, HooklineSystem):
+        ctx.report["hookline_endpoints"] = [asdict(t) for t in system.targets]
+    system.start_workers()
+    route: Route = lambda i: i % TENANTS  # noqa: E731
+    warm_up(system, sink, args, route, name)
+    plan: list[tuple[str, str, dict[str, Any]]] = []
+    if "throughput" in sections:
+        if isinstance(system, HooklineSystem):
+            if system.has_batch:
+                plan.append((f"{name} batch", "throughput", {"batch": True}))
+            else:
+                ctx.notes.append("hookline batch: n/a: publish_many not available")
+            plan.append((f"{name} single", "throughput", {}))
+        else:
+            plan.append((f"{name} throughput", "throughput", {}))
+    if "latency" in sections and args.rate_events > 0:
+        plan.append((f"{name} @{args.rate:g}/s", "latency", {"rate": args.rate}))
+    if "drain" in sections and args.drain_events > 0:
+        plan.append((f"{name} drain", "drain", {"drain": True, "batch": system.has_batch}))
+    for run_name, section, options in plan:
+        if ctx.runs and ctx.runs[-1].system == name and not ctx.runs[-1].completed:
+            ctx.notes.append(f"{run_name}: skipped, the run before it did not complete")
+            continue
+        count = {"latency": args.rate_events, "drain": args.drain_events}.get(section, args.events)
+        if options.get("drain"):
+            system.stop_workers()
+        settle()
+        ctx.runs.append(measured_run(system, sink, run_name, section, count, route,
+                                     timeout=args.timeout, **options))
+    if isinstance(system, HooklineSystem):
+        ctx.report["hookline_delivery_states"] = system.states()
 
 
-def find(runs: list[RunResult], name: str) -> RunResult | None:
-    return next((r for r in runs if r.name == name), None)
+@dataclass
+class MemoryResult:
+    system: str
+    path: str
+    events: int
+    published: int = 0
+    publish_seconds: float = 0.0
+    publish_cut_short: bool = False
+    publish_errors: int = 0
+    attempted: int = 0  # distinct events the receiver has answered 503
+    attempts: int = 0  # 503 answers in all (first attempts and retries)
+    wait_seconds: float = 0.0
+    ended_by: str = ""
+    workers: list[dict[str, Any]] = field(default_factory=list)
+    redis: dict[str, int] = field(default_factory=dict)
+    states: dict[str, int] = field(default_factory=dict)
+    message: str = ""
+
+    @property
+    def rss_increase(self) -> int:
+        return sum(w["increase"] for w in self.workers)
+
+
+def memory_run(ctx: Context, system: System) -> MemoryResult:
+    """Publish --memory-events to receiver paths that answer 503, then read RSS and Redis.
+
+    Waits until MEMORY_ATTEMPTED of the published events have had a first attempt, or
+    no new attempt came for --memory-quiet seconds (an engine deferring the deliveries
+    of a failing endpoint), or --memory-timeout after publishing.
+    """
+    args, sink = ctx.args, ctx.sink
+    paths = [f"/{system.name}/mem/{i}" for i in range(TENANTS)]
+    system.add_targets(paths, distinct_partitions=True)
+    route: Route = lambda i: i % TENANTS  # noqa: E731
+    result = MemoryResult(system=system.name, path="batch" if system.has_batch else
+                          ("single" if isinstance(system, HooklineSystem) else "apply_async"),
+                          events=args.memory_events)
+    system.start_workers()
+    warm_up(system, sink, args, route, f"{system.name} memory")
+    for path in paths:
+        sink.set_mode(path, "fail")
+    sink.get("/reset")
+    settle()
+    pgids = [g.pgid for g in system.groups]
+    names = {g.pgid: g.name for g in system.groups}
+    rss_before = group_rss(pgids)
+    redis_before = RedisMemory.take(args.redis_url, [system.prefix])
+    log(f"{system.name} memory: publishing {args.memory_events} events to 503 paths ({result.path})")
+    budget_end = time.monotonic() + args.memory_timeout
+    pub = system.publish(args.memory_events, route, batch=system.has_batch, deadline=budget_end)
+    result.published, result.publish_errors = pub.count, pub.errors
+    result.publish_seconds, result.publish_cut_short = round(pub.seconds, 2), pub.cut_short
+    log(f"{system.name} memory: published {pub.count} in {pub.seconds:.1f} s; waiting for first "
+        f"attempts")
+    goal = math.ceil(MEMORY_ATTEMPTED * pub.count)
+    peak = dict(rss_before)
+    progress = {"attempts": -1, "since": time.monotonic()}
+    ended = ["timed out"]
+
+    def check() -> tuple[bool, str]:
+        for pgid, rss in group_rss(pgids).items():
+            peak[pgid] = max(peak[pgid], rss)
+        counts = sink.count()
+        line = f"{counts['fail_unique']} of {pub.count} attempted ({counts['fail_requests']} 503s)"
+        if counts["fail_unique"] >= goal:
+            ended[0] = f"{MEMORY_ATTEMPTED:.0%} attempted"
+            return True, line
+        if counts["fail_requests"] != progress["attempts"]:
+            progress["attempts"], progress["since"] = counts["fail_requests"], time.monotonic()
+        elif time.monotonic() - progress["since"] >= args.memory_quiet:
+            ended[0] = f"no new attempt for {args.memory_quiet:g} s"
+            return True, line
+        return False, line
+
+    started = time.monotonic()
+    poll_until(check, args.memory_timeout, f"{system.name} memory", interval=0.5)
+    result.wait_seconds = round(time.monotonic() - started, 1)
+    result.ended_by = ended[0]
+    rss_after = group_rss(pgids)
+    redis_after = RedisMemory.take(args.redis_url, [system.prefix])
+    counts = sink.count()
+    result.attempted, result.attempts = counts["fail_unique"], counts["fail_requests"]
+    result.workers = [{"name": names[p], "before": rss_before[p], "after": rss_after[p],
+                       "increase": rss_after[p] - rss_before[p], "peak_increase": peak[p] - rss_before[p]}
+                      for p in pgids]
+    result.redis = {"used_before": redis_before.used_memory, "used_after": redis_after.used_memory,
+                    "used_increase": redis_after.used_memory - redis_before.used_memory,
+                    "keys_before": redis_before.keys, "keys_after": redis_after.keys,
+                    "keys_bytes_before": redis_before.keys_bytes,
+                    "keys_bytes_after": redis_after.keys_bytes}
+    if isinstance(system, HooklineSystem):
+        result.states = system.states()
+    if pub.cut_short:
+        result.message = (f"published {pub.count} of {args.memory_events} within "
+                          f"{args.memory_timeout:g} s")
+    if result.attempted < goal:
+        result.message += ("; " if result.message else "") + (
+            f"{result.attempted} of {pub.count} attempted ({result.ended_by})")
+    if result.message:
+        log(f"{system.name} memory: {result.message}")
+    return result
+
+
+def isolation_runs(ctx: Context) -> dict[str, Any]:
+    """Ten endpoints: all healthy, then endpoint HOLE black-holed with 10 % of the events."""
+    args, sink = ctx.args, ctx.sink
+    out: dict[str, Any] = {"endpoints": ISOLATION_ENDPOINTS, "black_holed": HOLE,
+                           "events_per_phase": args.isolation_events}
+    with ctx.hookline(args.workers, "isolation") as system:
+        paths = [f"/hookline/iso/{i}" for i in range(ISOLATION_ENDPOINTS)]
+        targets = system.add_targets(paths, distinct_partitions=False)
+        out["partitions"] = [t.partition for t in targets]
+        out["sharing_hole_partition"] = [i for i, t in enumerate(targets)
+                                         if i != HOLE and t.partition == targets[HOLE].partition]
+        system.start_workers()
+        route: Route = lambda i: i % ISOLATION_ENDPOINTS  # noqa: E731
+        warm_up(system, sink, args, route, "isolation")
+        nine: Callable[[int], bool] = lambda t: t != HOLE  # noqa: E731
+        batch = system.has_batch
+        settle()
+        healthy = measured_run(system, sink, "isolation healthy", "isolation", args.isolation_events,
+                               route, timeout=args.isolation_timeout, batch=batch, measured=nine,
+                               use_db=False, per_target=True)
+        ctx.runs.append(healthy)
+        if not healthy.completed:
+            ctx.notes.append("isolation black hole: skipped, the healthy phase did not complete")
+            return out
+        sink.set_mode(paths[HOLE], "hole")
+        settle()
+        holed = measured_run(system, sink, "isolation black hole", "isolation", args.isolation_events,
+                             route, timeout=args.isolation_timeout, batch=batch, arrives=nine,
+                             measured=nine, use_db=False, per_target=True)
+        ctx.runs.append(holed)
+        out["hole_requests"] = holed.receiver.get("hole_requests", 0)
+        out["hole_open_at_end"] = holed.receiver.get("hole_open", 0)
+    h, b = healthy.deliveries_per_s, holed.deliveries_per_s
+    hp, bp = healthy.latency_ms.get("p99"), holed.latency_ms.get("p99")
+    out["throughput_kept"] = round(b / h, 3) if h and b else None
+    out["p99_ratio"] = round(bp / hp, 2) if hp and bp else None
+    out["p99_ratio_lower_bound"] = holed.latency_lower_bound
+    return out
+
+
+def scale_runs(ctx: Context) -> list[dict[str, Any]]:
+    """The throughput run with each worker count of --scale (reusing the throughput section's)."""
+    args, sink = ctx.args, ctx.sink
+    rows: list[dict[str, Any]] = []
+    for workers in args.scale:
+        done = [r for r in ctx.runs if r.section == "throughput" and r.system == "hookline"
+                and r.workers == workers and r.events == args.events]
+        reuse = next((r for r in done if r.path == "batch"), done[0] if done else None)
+        if reuse is not None:
+            rows.append({"workers": workers, "run": reuse.name, "path": reuse.path,
+                         "deliveries_per_s": reuse.deliveries_per_s, "completed": reuse.completed,
+                         "reused": True})
+            continue
+        with ctx.hookline(workers, f"scale {workers}") as system:
+            system.add_targets([f"/hookline/scale/{i}" for i in range(TENANTS)],
+                               distinct_partitions=True)
+            system.start_workers()
+            route: Route = lambda i: i % TENANTS  # noqa: E731
+            warm_up(system, sink, args, route, f"scale {workers}")
+            settle()
+            run = measured_run(system, sink, f"hookline {workers} worker(s)", "scale", args.events,
+                               route, timeout=args.timeout, batch=system.has_batch)
+            ctx.runs.append(run)
+            rows.append({"workers": workers, "run": run.name, "path": run.path,
+                         "deliveries_per_s": run.deliveries_per_s, "completed": run.completed,
+                         "reused": False})
+    return rows
 
 
 # -- main -----------------------------------------------------------------------------------
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Hookline vs naive Celery delivery benchmark.")
-    parser.add_argument("--events", type=int, default=2000, help="Events per throughput run.")
+    parser.add_argument("--only", default=",".join(SECTIONS),
+                        help=f"Comma-separated sections to run (default all): {','.join(SECTIONS)}.")
+    parser.add_argument("--events", type=int, default=2000,
+                        help="Events per throughput run (and per scale run).")
     parser.add_argument("--workers", type=int, default=2, help="Hookline worker processes.")
     parser.add_argument("--concurrency", type=int, default=8,
                         help="Pool size (threads or processes) per Hookline worker.")
@@ -636,7 +511,19 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rate-events", type=int, default=1000,
                         help="Events per latency run (0 skips them).")
     parser.add_argument("--drain-events", type=int, default=None,
-                        help="Events in the Hookline backlog-drain run (default --events; 0 skips).")
+                        help="Events in each backlog-drain run (default --events; 0 skips).")
+    parser.add_argument("--memory-events", type=int, default=50000,
+                        help="Deliveries to the 503 receiver in the memory section (0 skips it).")
+    parser.add_argument("--memory-timeout", type=float, default=60.0,
+                        help="Seconds the memory section may spend publishing, and then waiting "
+                             "for first attempts, per system.")
+    parser.add_argument("--memory-quiet", type=float, default=15.0,
+                        help="Stop waiting for first attempts after this many seconds without one.")
+    parser.add_argument("--isolation-events", type=int, default=500,
+                        help="Events per isolation phase, over 10 endpoints (0 skips it).")
+    parser.add_argument("--isolation-timeout", type=float, default=60.0,
+                        help="Seconds to wait for the healthy endpoints' deliveries, per phase.")
+    parser.add_argument("--scale", default="1,2", help="Worker counts of the scale section.")
     parser.add_argument("--naive-concurrency", type=int, default=2)
     parser.add_argument("--warmup", type=int, default=100, help="Uncounted events before runs.")
     parser.add_argument("--timeout", type=float, default=120.0,
@@ -651,51 +538,94 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.drain_events is None:
         args.drain_events = args.events
-    if args.events < 1 or args.workers < 1 or args.concurrency < 1 or args.rate <= 0:
-        parser.error("--events, --workers, --concurrency and --rate must be positive")
+    args.sections = {s.strip() for s in args.only.split(",") if s.strip()}
+    unknown = args.sections - set(SECTIONS)
+    if unknown or not args.sections:
+        parser.error(f"--only takes a comma list of {', '.join(SECTIONS)}")
+    try:
+        args.scale = [int(n) for n in args.scale.split(",") if n.strip()]
+    except ValueError:
+        parser.error("--scale takes a comma list of worker counts, e.g. 1,2")
+    if (args.events < 1 or args.workers < 1 or args.concurrency < 1 or args.rate <= 0
+            or not args.scale or min(args.scale) < 1):
+        parser.error("--events, --workers, --concurrency, --rate and --scale must be positive")
+    if min(args.rate_events, args.drain_events, args.memory_events, args.isolation_events) < 0:
+        parser.error("event counts cannot be negative")
     require_loopback(args.redis_url, "Redis")
     require_loopback(args.pg_admin_url, "PostgreSQL")
     return args
 
 
+def run_sections(ctx: Context, failures: list[str]) -> None:
+    args = ctx.args
+    sections: set[str] = args.sections
+    timing: dict[str, float] = ctx.report.setdefault("section_seconds", {})
+
+    def attempt(label: str, body: Callable[[], Any]) -> Any:
+        started = time.monotonic()
+        try:
+            return body()
+        except BenchError as exc:
+            failures.append(f"{label}: {exc}")
+            log(f"{label}: {exc}")
+            return None
+        finally:
+            timing[label] = round(time.monotonic() - started, 1)
+
+    main_sections = sections & {"throughput", "latency", "drain"}
+    if main_sections and not args.skip_hookline:
+        def hookline_main() -> None:
+            with ctx.hookline(args.workers, "hookline") as system:
+                main_runs(ctx, system, main_sections)
+        attempt("hookline", hookline_main)
+    if main_sections and not args.skip_naive:
+        def naive_main() -> None:
+            with ctx.naive("naive") as system:
+                main_runs(ctx, system, main_sections)
+        attempt("naive", naive_main)
+    if "memory" in sections and args.memory_events > 0:
+        memory: list[dict[str, Any]] = ctx.report.setdefault("memory", [])
+        if not args.skip_hookline:
+            def hookline_memory() -> None:
+                with ctx.hookline(args.workers, "hookline memory") as system:
+                    memory.append(output.memory_dict(memory_run(ctx, system)))
+            attempt("hookline memory", hookline_memory)
+        if not args.skip_naive:
+            def naive_memory() -> None:
+                with ctx.naive("naive memory") as system:
+                    memory.append(output.memory_dict(memory_run(ctx, system)))
+            attempt("naive memory", naive_memory)
+    if "isolation" in sections and args.isolation_events > 0 and not args.skip_hookline:
+        ctx.report["isolation"] = attempt("isolation", lambda: isolation_runs(ctx))
+    if "scale" in sections and not args.skip_hookline:
+        ctx.report["scale"] = attempt("scale", lambda: scale_runs(ctx))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so the finally blocks run
-    run_tag = uuid.uuid4().hex[:8]
-    hookline_prefix = f"hookline-bench-{run_tag}:"
-    naive_prefix = f"hookline-bench-naive-{run_tag}:"
     workdir = Path(tempfile.mkdtemp(prefix="hookline-bench-"))
-    groups: list[Group] = []
-    runs: list[RunResult] = []
+    registry: list[Group] = []
+    prefixes: list[str] = []
     failures: list[str] = []
     report: dict[str, Any] = {}
     sink: Sink | None = None
+    ctx: Context | None = None
     started = time.time()
     try:
         redis.Redis.from_url(args.redis_url, socket_connect_timeout=3).ping()
         sink = Sink.start(workdir, child_env())
-        if not args.skip_hookline:
-            try:
-                with bench_database(args.pg_admin_url) as pg_url:
-                    runs += hookline_runs(args, pg_url, hookline_prefix, workdir, sink, groups,
-                                          report)
-            except BenchError as exc:
-                failures.append(f"hookline: {exc}")
-                log(f"hookline: {exc}")
-        if not args.skip_naive:
-            try:
-                runs += naive_runs(args, naive_prefix, workdir, sink, groups)
-            except BenchError as exc:
-                failures.append(f"naive: {exc}")
-                log(f"naive: {exc}")
+        ctx = Context(args, sink, workdir, registry, prefixes, report)
+        run_sections(ctx, failures)
     finally:
-        for group in groups:
+        for group in registry:
             group.stop()
         if sink is not None:
             sink.group.stop(grace=3)
         try:
-            removed = delete_keys(args.redis_url, [hookline_prefix, naive_prefix])
-            log(f"redis: deleted {removed} key(s) under the run's prefixes")
+            removed = delete_keys(args.redis_url, prefixes)
+            if removed:
+                log(f"redis: deleted {removed} leftover key(s) under the run's prefixes")
         except redis.RedisError as exc:
             log(f"redis: could not delete the run's keys: {exc}")
         if args.keep_logs:
@@ -703,39 +633,33 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             shutil.rmtree(workdir, ignore_errors=True)
 
-    failures += [f"{r.name}: {r.message}" for r in runs if not r.completed]
-    per_system = 2 if args.rate_events > 0 else 1
-    expected = ((0 if args.skip_hookline else per_system + (args.drain_events > 0))
-                + (0 if args.skip_naive else per_system))
-    if len(runs) < expected and not failures:
-        failures.append(f"only {len(runs)} of {expected} runs happened")
-    hook = find(runs, "hookline throughput")
-    naive = find(runs, "naive throughput")
-    drain = find(runs, "hookline drain")
-    hook_rate = hook.deliveries_per_s if hook else None
-    naive_rate = naive.deliveries_per_s if naive else None
+    runs = ctx.runs if ctx is not None else []
+    notes = ctx.notes if ctx is not None else []
+    failures += [f"{r.name}: {r.message}" for r in runs
+                 if not r.completed and r.section not in ("isolation",)]
     report.update({
         "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "wall_seconds": round(time.time() - started, 1),
         "machine": {"nproc": len(os.sched_getaffinity(0)), "cpu_count": os.cpu_count(),
                     "python": platform.python_version(), "platform": platform.platform()},
-        "settings": {"events": args.events, "workers": args.workers,
+        "settings": {"sections": [s for s in SECTIONS if s in args.sections],
+                     "events": args.events, "workers": args.workers,
                      "concurrency": args.concurrency, "pool": args.pool,
                      "rate": args.rate, "rate_events": args.rate_events,
-                     "drain_events": args.drain_events,
+                     "drain_events": args.drain_events, "memory_events": args.memory_events,
+                     "memory_timeout": args.memory_timeout,
+                     "isolation_events": args.isolation_events,
+                     "isolation_timeout": args.isolation_timeout, "scale": args.scale,
                      "warmup": args.warmup, "naive_concurrency": args.naive_concurrency,
                      "naive_pool": "prefork", "tenants_endpoints": TENANTS},
-        "summary": {"hookline_deliveries_per_s": hook_rate,
-                    "hookline_drain_deliveries_per_s": drain.deliveries_per_s if drain else None,
-                    "naive_deliveries_per_s": naive_rate,
-                    "ratio": round(hook_rate / naive_rate, 3) if hook_rate and naive_rate
-                    else None},
         "runs": [asdict(r) for r in runs],
+        "notes": notes,
         "failures": failures,
-        "completed": not failures,
     })
+    report["figures"] = output.figures(report)
+    report["completed"] = not failures
     args.results.write_text(json.dumps(report, indent=2) + "\n")
-    print_table(report)
+    output.print_report(report)
     print(f"\nfigures written to {args.results} ({report['wall_seconds']} s wall)")
     return 0 if not failures else 1
 

@@ -1,16 +1,27 @@
 """The benchmark's receiver: a fast loopback HTTP/1.1 keep-alive server in its own process.
 
-Run as ``python bench/sink.py --port N``. It answers every POST with ``200`` and a tiny
-body, and records, per request, the event id (header ``X-CrewPass-Event-Id`` from
-Hookline, ``X-Event-Id`` from the naive baseline) and the receive ``time.time()``.
+Run as ``python bench/sink.py --port N``. A POST is answered by its path's mode:
+
+* ``ok`` (the default): ``200`` and a tiny body; the receiver records the event id
+  (header ``X-CrewPass-Event-Id`` from Hookline, ``X-Event-Id`` from the naive baseline)
+  and the receive ``time.time()`` of its first receipt;
+* ``fail`` (every path under ``/fail/``): ``503``, counted (requests, unique ids);
+* ``hole`` (every path under ``/blackhole/``): the request is read and never answered;
+  the connection stays open until the sender gives up or the receiver exits (at the
+  latest after ``--lifetime``), so the sender sees a read timeout.
+
+``/mode?path=P&mode=M`` sets the mode of one exact path, so a benchmark can turn a
+healthy endpoint into a failing or black-holed one without touching the sender.
 
 Control endpoints (GET), used by ``bench/run.py`` over the same loopback port:
 
-* ``/count``   -> ``{"requests", "unique", "duplicates", "missing_id", "connections"}``
-  (cheap; polled). ``connections`` counts connections that carried a POST, which shows
-  whether the sender keeps connections alive.
-* ``/records`` -> the counts plus ``first_seen``: event id -> time of its first receipt
-* ``/reset``   -> forget everything (between runs)
+* ``/count``   -> ``{"requests", "unique", "duplicates", "missing_id", "connections",
+  "fail_requests", "fail_unique", "hole_requests", "hole_open"}`` (cheap; polled).
+  ``connections`` counts connections that carried a POST, which shows whether the
+  sender keeps connections alive; ``hole_open`` is the requests held open right now.
+* ``/records`` -> the counts plus ``first_seen``: event id -> time of its first 200
+* ``/reset``   -> forget the records (between runs); modes stay
+* ``/mode?path=P&mode=ok|fail|hole`` -> set one path's mode
 
 Binds to 127.0.0.1 only. Uses plain asyncio with a minimal parser (Content-Length bodies,
 which is what ``requests`` sends); it does far less work per request than any sender.
@@ -24,9 +35,14 @@ import json
 import signal
 import time
 from contextlib import suppress
+from urllib.parse import parse_qs, unquote
 
 OK = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 11\r\n"
       b"\r\n" + b'{"ok":true}')
+UNAVAILABLE = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+               b"Content-Length: 12\r\n\r\n" + b'{"ok":false}')
+MODES = ("ok", "fail", "hole")
+PREFIX_MODES = ((b"/fail/", "fail"), (b"/blackhole/", "hole"))
 ID_HEADERS = (b"x-crewpass-event-id", b"x-event-id")
 
 
@@ -34,6 +50,9 @@ class Records:
     """What the receiver saw since the last reset."""
 
     def __init__(self) -> None:
+        self.modes: dict[bytes, str] = {}
+        self.hole_open = 0
+        self.writers: set[asyncio.StreamWriter] = set()  # open connections, closed at exit
         self.reset()
 
     def reset(self) -> None:
@@ -42,6 +61,16 @@ class Records:
         self.duplicates = 0
         self.missing_id = 0
         self.connections = 0
+        self.fail_seen: set[str] = set()
+        self.fail_requests = 0
+        self.hole_requests = 0
+
+    def mode_of(self, target: bytes) -> str:
+        path = target.split(b"?", 1)[0]
+        mode = self.modes.get(path)
+        if mode is not None:
+            return mode
+        return next((m for prefix, m in PREFIX_MODES if path.startswith(prefix)), "ok")
 
     def record(self, event_id: str | None, at: float) -> None:
         self.requests += 1
@@ -52,10 +81,17 @@ class Records:
         else:
             self.first_seen[event_id] = at
 
+    def record_failure(self, event_id: str | None) -> None:
+        self.fail_requests += 1
+        if event_id:
+            self.fail_seen.add(event_id)
+
     def counts(self) -> dict[str, int]:
         return {"requests": self.requests, "unique": len(self.first_seen),
                 "duplicates": self.duplicates, "missing_id": self.missing_id,
-                "connections": self.connections}
+                "connections": self.connections, "fail_requests": self.fail_requests,
+                "fail_unique": len(self.fail_seen), "hole_requests": self.hole_requests,
+                "hole_open": self.hole_open}
 
 
 def json_response(payload: object) -> bytes:
@@ -73,12 +109,36 @@ def control(records: Records, target: bytes) -> bytes:
     if path == b"/reset":
         records.reset()
         return json_response({"reset": True})
+    if path == b"/mode":
+        query = parse_qs(target.split(b"?", 1)[1].decode("latin-1") if b"?" in target else "")
+        where = unquote(query.get("path", [""])[0]).encode("latin-1")
+        mode = query.get("mode", [""])[0]
+        if not where.startswith(b"/") or mode not in MODES:
+            return b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n"
+        records.modes[where] = mode
+        return json_response({"path": where.decode("latin-1"), "mode": mode})
     return b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"
+
+
+async def hold(records: Records, reader: asyncio.StreamReader) -> None:
+    """Never answer: read and drop whatever comes until the sender closes the connection.
+
+    Bounded by the receiver's lifetime: when it exits, the connection goes with it.
+    """
+    records.hole_open += 1
+    try:
+        while await reader.read(65536):
+            pass
+    except ConnectionError:
+        pass
+    finally:
+        records.hole_open -= 1
 
 
 async def serve_connection(records: Records, reader: asyncio.StreamReader,
                            writer: asyncio.StreamWriter) -> None:
     posted = False  # connections are counted on their first POST: control GETs are not
+    records.writers.add(writer)
     try:
         while True:
             try:
@@ -104,11 +164,20 @@ async def serve_connection(records: Records, reader: asyncio.StreamReader,
             if method == b"POST":
                 at = time.time()
                 raw = next((headers[h] for h in ID_HEADERS if h in headers), b"")
-                records.record(raw.decode("latin-1"), at)
                 if not posted:
                     posted = True
                     records.connections += 1
-                writer.write(OK)
+                mode = records.mode_of(target)
+                if mode == "hole":
+                    records.hole_requests += 1
+                    await hold(records, reader)
+                    return
+                if mode == "fail":
+                    records.record_failure(raw.decode("latin-1"))
+                    writer.write(UNAVAILABLE)
+                else:
+                    records.record(raw.decode("latin-1"), at)
+                    writer.write(OK)
             else:
                 writer.write(control(records, target))
             await writer.drain()
@@ -117,6 +186,7 @@ async def serve_connection(records: Records, reader: asyncio.StreamReader,
     except ConnectionError:
         return
     finally:
+        records.writers.discard(writer)
         writer.close()
 
 
@@ -132,6 +202,8 @@ async def main(port: int, lifetime: float) -> None:
         # Bounded: the sink stops by itself even if the benchmark forgets it.
         with suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=lifetime)
+        for writer in list(records.writers):  # held-open ones too: nothing outlives the receiver
+            writer.close()
 
 
 if __name__ == "__main__":

@@ -104,6 +104,11 @@ class Settings(BaseSettings):
         default=8 * 1024 * 1024, ge=1024,
         description="Limit for POST /api/{tenantId}/events/batch bodies (up to 1,000 events).",
     )
+    api_waiting_test_sends: int = Field(
+        default=10, ge=1, le=1000,
+        description="Test sends one tenant may keep waiting for their attempt at once, per API "
+        "process; more are refused with 429.",
+    )
     public_url: str | None = Field(
         default=None,
         description="The API's address as senders reach it, the base of incoming webhook URLs "

@@ -10,6 +10,7 @@ from sqlalchemy.exc import DataError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.api import deliveries, events, incoming, system, webhooks
+from app.api.waiting import WaitSlots
 from app.client import Hookline
 from app.errors import (
     HooklineError,
@@ -101,6 +102,7 @@ def create_app(hookline: Hookline | None = None) -> FastAPI:
                     "webhook (POST /hooks/{token}) need none: the token is the credential.",
     )
     api.state.hookline = hookline or Hookline.from_env()
+    api.state.test_send_waits = WaitSlots(api.state.hookline.settings.api_waiting_test_sends)
     api.include_router(webhooks.router)
     api.include_router(events.router)
     api.include_router(deliveries.router)

@@ -2,20 +2,33 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
+from contextlib import AbstractContextManager, nullcontext
 from datetime import timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query, Response
+from fastapi import APIRouter, HTTPException, Query, Request, Response
 from sqlalchemy import select
+from starlette.concurrency import run_in_threadpool
 
 from app import admin
 from app.api import schemas, views
 from app.api.deps import HooklineDep, IdPath, IdQuery, TenantDep
+from app.api.waiting import WaitSlots
+from app.client import Hookline
 from app.db import transaction
+from app.errors import TooManyWaiting
+from app.ids import new_id
 from app.models import Attempt, Delivery, DeliveryState, Endpoint
+from app.publishing import PublishResult
 
 router = APIRouter(prefix="/api/{tenantId}/webhooks", tags=["webhooks"])
+
+#: A waiting test send checks its delivery this often at first, then less often up to
+#: the cap: most attempts finish within a few hundred milliseconds.
+FIRST_POLL_SECONDS = 0.05
+MAX_POLL_SECONDS = 0.5
 
 #: Field names in the API → keyword names of ``admin.update_endpoint``.
 _FIELDS = {"endpoint": "url", "events": "events", "enabled": "enabled", "contract": "contract",
@@ -96,32 +109,29 @@ def rotate_secret(webhookId: IdPath, tenant: TenantDep, hookline: HooklineDep,
 
 
 @router.post("/{webhookId}/test", response_model=schemas.TestResult,
-             responses={202: {"model": schemas.TestResult}})
-def test_send(webhookId: IdPath, tenant: TenantDep, hookline: HooklineDep,
-              response: Response, body: schemas.TestSend | None = None) -> schemas.TestResult:
+             responses={202: {"model": schemas.TestResult},
+                        429: {"model": schemas.Problem,
+                              "description": "The tenant's waiting test sends are at their limit."}})
+async def test_send(webhookId: IdPath, tenant: TenantDep, hookline: HooklineDep, request: Request,
+                    response: Response, body: schemas.TestSend | None = None) -> schemas.TestResult:
     """Send a sample event through the real pipeline to this webhook only.
 
     Answers 200 with the attempt's result when it finishes within ``waitSeconds``,
-    else 202 with the delivery to poll.
+    else 202 with the delivery to poll. Waiting holds no worker thread; a tenant may
+    keep ``HOOKLINE_API_WAITING_TEST_SENDS`` waiting at once, more are 429.
     """
     body = body or schemas.TestSend()
-    endpoint = admin.get_endpoint(hookline.sessions, webhookId, tenant=tenant)
-    if not endpoint.enabled:
-        raise HTTPException(409, "the webhook is disabled: enable it before a test send")
-    data = body.data if body.data is not None else {"test": True, "webhook_id": webhookId,
-                                                    "message": "Test event from Hookline"}
-    published = hookline.publish(tenant, body.event_type, data, endpoint_ids=[webhookId])
-    [delivery_id] = published.delivery_ids
-    deadline = time.monotonic() + body.wait_seconds
-    while True:
-        with transaction(hookline.sessions) as session:
-            state = session.scalar(select(Delivery.state).where(Delivery.id == delivery_id))
-            last = session.scalar(select(Attempt).where(Attempt.delivery_id == delivery_id)
-                                  .order_by(Attempt.id.desc()).limit(1))
-        finished = last is not None and state != DeliveryState.IN_FLIGHT
-        if finished or time.monotonic() >= deadline:
-            break
-        time.sleep(0.05)
+    slots: WaitSlots = request.app.state.test_send_waits
+    slot: AbstractContextManager[None] = (
+        slots.hold(tenant, body.wait_seconds) if body.wait_seconds > 0 else nullcontext())
+    try:
+        with slot:
+            published = await run_in_threadpool(_send_test, hookline, tenant, webhookId, body)
+            [delivery_id] = published.delivery_ids
+            state, last = await _wait_for_attempt(hookline, delivery_id, body.wait_seconds)
+    except TooManyWaiting as exc:
+        raise HTTPException(429, str(exc), headers={"Retry-After": str(exc.retry_after)}) from None
+    finished = _finished(state, last)
     if not finished:
         response.status_code = 202
     return schemas.TestResult(
@@ -129,3 +139,45 @@ def test_send(webhookId: IdPath, tenant: TenantDep, hookline: HooklineDep,
         attempt=views.attempt(last) if last is not None and finished else None,
         poll=f"/api/{tenant}/deliveries/{delivery_id}",
     )
+
+
+def _send_test(hookline: Hookline, tenant: str, webhook_id: str,
+               body: schemas.TestSend) -> PublishResult:
+    endpoint = admin.get_endpoint(hookline.sessions, webhook_id, tenant=tenant)
+    if not endpoint.enabled:
+        raise HTTPException(409, "the webhook is disabled: enable it before a test send")
+    data = body.data if body.data is not None else {"test": True, "webhook_id": webhook_id,
+                                                    "message": "Test event from Hookline"}
+    # A key of its own: a test send never takes the key a type derives from its data
+    # (session.*: sessionId), so it neither returns an earlier event nor blocks a later one.
+    return hookline.publish(tenant, body.event_type, data, endpoint_ids=[webhook_id],
+                            idempotency_key=new_id("test"))
+
+
+async def _wait_for_attempt(hookline: Hookline, delivery_id: str,
+                            seconds: float) -> tuple[str, Attempt | None]:
+    """The delivery's state and last attempt once it finished, or when *seconds* are up.
+
+    Sleeps on the event loop between checks; only each short check takes a thread.
+    """
+    deadline = time.monotonic() + seconds
+    pause = FIRST_POLL_SECONDS
+    while True:
+        state, last = await run_in_threadpool(_attempt_so_far, hookline, delivery_id)
+        remaining = deadline - time.monotonic()
+        if _finished(state, last) or remaining <= 0:
+            return state, last
+        await asyncio.sleep(min(pause, remaining))
+        pause = min(pause * 2, MAX_POLL_SECONDS)
+
+
+def _attempt_so_far(hookline: Hookline, delivery_id: str) -> tuple[str, Attempt | None]:
+    with transaction(hookline.sessions) as session:
+        state = session.scalars(select(Delivery.state).where(Delivery.id == delivery_id)).one()
+        last = session.scalar(select(Attempt).where(Attempt.delivery_id == delivery_id)
+                              .order_by(Attempt.id.desc()).limit(1))
+    return state, last
+
+
+def _finished(state: str, last: Attempt | None) -> bool:
+    return last is not None and state != DeliveryState.IN_FLIGHT

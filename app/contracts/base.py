@@ -92,10 +92,14 @@ TRANSPORT_HEADERS = frozenset({
     "connection", "keep-alive", "te", "trailer", "upgrade", "proxy-authorization",
     "expect",
 })
-HEADER_NAME_RE = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,100}$")
+#: An RFC 7230 token of 1 to 100 characters (matched whole: ``$`` would let a final newline by).
+HEADER_NAME_RE = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,100}")
 MAX_STATIC_HEADERS = 20
 MAX_HEADER_VALUE_LENGTH = 1024
-SECRET_RE = re.compile(r"^[\x21-\x7e]{16,200}$")
+#: What a header value may hold: visible ASCII, space, and Latin-1 beyond the C1 controls.
+#: HTTP sends header values as Latin-1 bytes, so anything outside it cannot be sent at all.
+HEADER_VALUE_RE = re.compile(r"[\x20-\x7e\xa0-\xff]*")
+SECRET_RE = re.compile(r"[\x21-\x7e]{16,200}")
 
 
 def canonical_json(value: Any) -> bytes:
@@ -135,15 +139,17 @@ def signed_headers(name: str, keys: SigningKeys, sign: Callable[[str], str]) -> 
 
 def validate_printable_secret(secret: str) -> None:
     """A user-supplied secret: 16 to 200 visible ASCII characters, no spaces."""
-    if not isinstance(secret, str) or not SECRET_RE.match(secret):
+    if not isinstance(secret, str) or not SECRET_RE.fullmatch(secret):
         raise InvalidEndpointConfig(
             "secret must be 16 to 200 visible ASCII characters (no spaces or control characters)"
         )
 
 
 def validate_header_name(name: str, *, reserved: frozenset[str] = frozenset()) -> None:
-    if not isinstance(name, str) or not HEADER_NAME_RE.match(name):
-        raise InvalidEndpointConfig(f"invalid header name {name!r}")
+    """A header name: an RFC 7230 token, not one Hookline or the contract sets."""
+    if not isinstance(name, str) or not HEADER_NAME_RE.fullmatch(name):
+        raise InvalidEndpointConfig(
+            f"invalid header name {name!r}: use 1 to 100 letters, digits or !#$%&'*+-.^_`|~")
     lowered = name.lower()
     if lowered in TRANSPORT_HEADERS or lowered in reserved or (lowered.endswith("-next") and (
         lowered[: -len("-next")] in reserved
@@ -152,14 +158,23 @@ def validate_header_name(name: str, *, reserved: frozenset[str] = frozenset()) -
 
 
 def validate_header_value(name: str, value: str) -> None:
+    """A header value HTTP can carry as it is: Latin-1, no control characters, not padded."""
     if not isinstance(value, str):
         raise InvalidEndpointConfig(f"header {name!r}: value must be a string")
     if len(value) > MAX_HEADER_VALUE_LENGTH:
         raise InvalidEndpointConfig(
             f"header {name!r}: value longer than {MAX_HEADER_VALUE_LENGTH} characters")
-    if any(ch in value for ch in "\r\n\x00") or value != value.strip():
+    if not HEADER_VALUE_RE.fullmatch(value):
+        bad = next(ch for ch in value if not HEADER_VALUE_RE.fullmatch(ch))
+        if ord(bad) > 0xFF:
+            raise InvalidEndpointConfig(
+                f"header {name!r}: value has {bad!a}, which is not Latin-1; "
+                "HTTP header values cannot carry it")
         raise InvalidEndpointConfig(
-            f"header {name!r}: value has line breaks, NUL or surrounding whitespace")
+            f"header {name!r}: value has the control character {bad!a}; "
+            "line breaks, NUL and other control characters are not allowed")
+    if value != value.strip():
+        raise InvalidEndpointConfig(f"header {name!r}: value has surrounding whitespace")
 
 
 def validate_static_headers(

@@ -96,6 +96,56 @@ class TestWebhooksCrud:
         assert acme.call("POST", "/events", json=big).status_code == 413
 
 
+class TestRefusedAtTheDoor:
+    """What could never be sent is refused when it is configured: 422 naming it, nothing written."""
+
+    @pytest.mark.parametrize(("extra", "named"), [
+        ({"headers": {"X-Route": "\u20ac10"}}, "header 'X-Route': value has '\\u20ac'"),
+        ({"headers": {"X-Route": "eu\x01"}}, "header 'X-Route': value has the control character"),
+        ({"headers": {"X-Route": "eu\r\nX-Injected: 1"}}, "header 'X-Route': value has"),
+        ({"headers": {"X-Route\n": "eu"}}, "invalid header name 'X-Route\\n'"),
+        ({"contract": "cr3dentials", "authHeader": "X-Key\n"}, "auth header: invalid header name"),
+        ({"contract": "cr3dentials", "authHeader": "X-\u20ac"}, "auth header: invalid header name"),
+    ], ids=["euro-value", "control-value", "crlf-value", "newline-name", "newline-auth-header",
+            "euro-auth-header"])
+    def test_a_header_http_cannot_carry_is_422_on_create_and_update(
+        self, acme: Caller, extra: dict[str, Any], named: str
+    ) -> None:
+        created = acme.call("POST", "/webhooks", json=webhook_body("http://127.0.0.1:9/a", **extra))
+        assert created.status_code == 422, created.text
+        assert named in created.json()["detail"]
+        assert acme.call("GET", "/webhooks").json()["items"] == []
+        kept = acme.call("POST", "/webhooks", json=webhook_body(
+            "http://127.0.0.1:9/a", contract=extra.get("contract", "crewpass"))).json()
+        patched = acme.call("PATCH", f"/webhooks/{kept['id']}",
+                            json={k: v for k, v in extra.items() if k != "contract"})
+        assert patched.status_code == 422, patched.text
+        assert named in patched.json()["detail"]
+        after = acme.call("GET", f"/webhooks/{kept['id']}").json()
+        assert (after["headers"], after["authHeader"]) == (kept["headers"], kept["authHeader"])
+
+    @pytest.mark.parametrize(("url", "reason"), [
+        ("https://a..test/hooks", "empty label"),
+        ("https://" + "a" * 64 + ".test/hooks", "label over 63 characters"),
+        ("https://" + ("a" * 63 + ".") * 4 + "test/hooks", "host over 253 characters"),
+        ("https://a\u2024b.test/hooks", "not a valid internationalised domain name"),
+    ], ids=["empty-label", "long-label", "long-name", "idna"])
+    def test_a_host_dns_cannot_carry_is_422_on_create_update_and_as_a_one_off_url(
+        self, acme: Caller, stack: Stack, url: str, reason: str
+    ) -> None:
+        created = acme.call("POST", "/webhooks", json=webhook_body(url))
+        assert created.status_code == 422 and reason in created.json()["detail"], created.text
+        kept = acme.call("POST", "/webhooks", json=webhook_body("http://127.0.0.1:9/a")).json()
+        patched = acme.call("PATCH", f"/webhooks/{kept['id']}", json={"endpoint": url})
+        assert patched.status_code == 422 and reason in patched.json()["detail"], patched.text
+        assert acme.call("GET", f"/webhooks/{kept['id']}").json()["endpoint"] == kept["endpoint"]
+        one_off = acme.call("POST", "/events", json={
+            "type": "crew.status.changed", "data": {}, "webhookUrl": url})
+        assert one_off.status_code == 422 and reason in one_off.json()["detail"], one_off.text
+        assert stack.sql("SELECT count(*) FROM events")[0][0] == 0
+        assert stack.sql("SELECT count(*) FROM endpoints")[0][0] == 1
+
+
 class TestTenancy:
     def test_a_missing_or_wrong_key_is_401(self, acme: Caller, client: TestClient) -> None:
         assert client.get(f"/api/{acme.tenant}/webhooks").status_code == 401

@@ -278,6 +278,40 @@ class TestStaticHeaders:
         with pytest.raises(InvalidEndpointConfig, match=message):
             validate_static_headers(headers, frozenset())
 
+    @pytest.mark.parametrize(("value", "refusal"), [
+        ("plain", None),
+        ("caf\u00e9 \u00bd", None),
+        ("x\u00a0y\u00ff", None),
+        ("\u20ac10", "value has '\\u20ac', which is not Latin-1"),
+        ("a\ud800b", "value has '\\ud800', which is not Latin-1"),
+        ("a\tb", "value has the control character '\\t'"),
+        ("a\x01b", "value has the control character '\\x01'"),
+        ("a\x7fb", "value has the control character '\\x7f'"),
+        ("a\x85b", "value has the control character '\\x85'"),
+        ("a\x00b", "value has the control character '\\x00'"),
+        ("a\r\nInjected: 1", "value has the control character '\\r'; line breaks"),
+    ], ids=["ascii", "latin-1", "latin-1-no-break-space", "euro", "lone-surrogate", "tab", "soh",
+            "del", "c1-next-line", "nul", "crlf"])
+    def test_a_value_is_kept_only_if_http_can_carry_it_as_latin_1_without_controls(
+        self, value: str, refusal: str | None
+    ) -> None:
+        if refusal is None:
+            assert validate_static_headers({"X-A": value}, frozenset()) == {"X-A": value}
+            return
+        with pytest.raises(InvalidEndpointConfig) as refused:
+            validate_static_headers({"X-A": value}, frozenset())
+        assert str(refused.value).startswith(f"header 'X-A': {refusal}")
+
+    @pytest.mark.parametrize("name", ["X-A\n", "X-A\r\n", "X A", "X-\u20ac", "X:A", "", "X" * 101])
+    def test_a_header_name_that_is_not_an_http_token_is_refused(self, name: str) -> None:
+        with pytest.raises(InvalidEndpointConfig, match="invalid header name"):
+            validate_static_headers({name: "x"}, frozenset())
+
+    @pytest.mark.parametrize("contract", ["crewpass", "cr3dentials", "wallet-crew"])
+    def test_a_supplied_secret_with_a_final_newline_is_refused(self, contract: str) -> None:
+        with pytest.raises(InvalidEndpointConfig, match="visible ASCII"):
+            get_contract(contract).validate_secret("s" * 20 + "\n")
+
     def test_unknown_contract_names_are_refused_with_the_known_ones(self) -> None:
         with pytest.raises(InvalidEndpointConfig, match=r"unknown contract 'svix'.*crewpass"):
             get_contract("svix")

@@ -182,8 +182,9 @@ class TestRetry:
         ("header", "value", "delay", "in_broker"),
         [("Retry-After", "7", 7.0, True), ("retry-after", "3", 3.0, True),
          ("Retry-After", "30", 30.0, False), ("Retry-After", "0", 1.0, True),
-         ("Retry-After", "whenever", 1.0, True)],
-        ids=["seconds", "lowercase-header", "long-is-parked", "clamped-to-1s", "garbage-ignored"],
+         ("Retry-After", "whenever", 1.0, True), ("Retry-After", "\u00b2", 1.0, True)],
+        ids=["seconds", "lowercase-header", "long-is-parked", "clamped-to-1s", "garbage-ignored",
+             "non-ascii-digit-ignored"],
     )
     def test_retry_after_is_honoured(self, h: Harness, header: str, value: str, delay: float,
                                      in_broker: bool) -> None:

@@ -249,6 +249,38 @@ class TestUrls:
             STRICT.check_url(url)
 
 
+    @pytest.mark.parametrize(
+        ("url", "refusal"),
+        [
+            ("https://receiver.example./", None),
+            ("https://b\u00fccher.example/", None),
+            ("https://" + "a" * 63 + ".test/", None),
+            ("https://" + ("a" * 62 + ".") * 4 + "a/", None),
+            ("https://under_score.example/", None),
+            ("https://a..test/", "empty label"),
+            ("https://.a.test/", "empty label"),
+            ("https://a.test../", "empty label"),
+            ("https://" + "a" * 64 + ".test/", "label over 63 characters"),
+            ("https://" + ("a" * 63 + ".") * 4 + "test/", "host over 253 characters"),
+            ("https://a\u2024b.test/", "not a valid internationalised domain name"),
+            ("https://\u0663.test/", "not a valid internationalised domain name"),
+            ("https://b\u00fccher..test/", "not a valid internationalised domain name"),
+            ("https://" + "\u00fc" * 60 + ".test/", "not a valid internationalised domain name"),
+        ],
+        ids=["final-dot", "idn", "label-of-63", "name-of-253", "underscore", "empty-label",
+             "leading-dot", "two-final-dots", "long-label", "long-name", "one-dot-leader",
+             "bidi-rule", "idn-empty-label", "idn-long-label"],
+    )
+    def test_a_hostname_is_accepted_only_within_dns_and_idna_limits(
+        self, url: str, refusal: str | None
+    ) -> None:
+        if refusal is None:
+            assert STRICT.check_url(url).address is None
+            return
+        with pytest.raises(InvalidEndpointURL, match=refusal):
+            STRICT.check_url(url)
+
+
 class TestRegistration:
     """Registering an endpoint applies the deployment's policy; a literal IP is judged at once."""
 
@@ -284,6 +316,21 @@ class TestRegistration:
         harness: Harness = make_harness(allow_http=True, egress_allow=["127.0.0.0/8"])
         endpoint = harness.endpoint(harness.tenant(), url="http://127.0.0.1:8080/hooks")
         assert harness.endpoint_row(endpoint.id).url == "http://127.0.0.1:8080/hooks"
+
+    @pytest.mark.usefixtures("no_dns")
+    @pytest.mark.parametrize("url", ["https://a..test/", "https://" + "a" * 64 + ".test/",
+                                     "https://a\u2024b.test/"])
+    def test_a_hostname_dns_cannot_carry_is_refused_on_create_and_update(
+        self, harness: Harness, url: str
+    ) -> None:
+        tenant = harness.tenant()
+        with pytest.raises(InvalidEndpointURL, match="host"):
+            harness.endpoint(tenant, url=url)
+        assert harness.count(Endpoint) == 0
+        endpoint = harness.endpoint(tenant, url="https://hooks.partner.example/in")
+        with pytest.raises(InvalidEndpointURL, match="host"):
+            admin.update_endpoint(harness.sessions, harness.catalogue, endpoint.id, {"url": url})
+        assert harness.endpoint_row(endpoint.id).url == "https://hooks.partner.example/in"
 
     @pytest.mark.usefixtures("no_dns")
     def test_a_hostname_registers_without_a_lookup(self, harness: Harness) -> None:

@@ -86,6 +86,35 @@ class TestEndpointOptions:
                                url="https://receiver.example/x", events=["*"],
                                contract="cr3dentials", headers={"x-api-key": "other"})
 
+    @pytest.mark.parametrize("auth_header", ["X-Key\n", "X Key", "X-\u20ac", "X-Key\x00"])
+    def test_an_auth_header_that_is_not_an_http_token_is_refused_and_nothing_is_stored(
+        self, h: Harness, auth_header: str
+    ) -> None:
+        tenant = h.tenant()
+        with pytest.raises(InvalidEndpointConfig, match="auth header: invalid header name"):
+            admin.add_endpoint(h.sessions, h.catalogue, tenant=tenant.id,
+                               url="https://receiver.example/x", events=["*"],
+                               contract="cr3dentials", auth_header=auth_header)
+        assert admin.list_endpoints(h.sessions) == []
+
+    @pytest.mark.parametrize("value", ["\u20ac10", "a\x01b", "a\tb"])
+    def test_a_static_header_value_http_cannot_carry_is_refused_on_create_and_on_update(
+        self, h: Harness, value: str
+    ) -> None:
+        tenant = h.tenant()
+        with pytest.raises(InvalidEndpointConfig, match="header 'X-Route': value has"):
+            admin.add_endpoint(h.sessions, h.catalogue, tenant=tenant.id,
+                               url="https://receiver.example/x", events=["*"],
+                               headers={"X-Route": value})
+        assert admin.list_endpoints(h.sessions) == []
+        created = admin.add_endpoint(h.sessions, h.catalogue, tenant=tenant.id,
+                                     url="https://receiver.example/x", events=["*"],
+                                     headers={"X-Route": "eu-1"})
+        with pytest.raises(InvalidEndpointConfig, match="header 'X-Route': value has"):
+            admin.update_endpoint(h.sessions, h.catalogue, created.endpoint.id,
+                                  {"headers": {"X-Route": value}})
+        assert h.endpoint_row(created.endpoint.id).headers == {"X-Route": "eu-1"}
+
     def test_a_supplied_secret_in_the_wrong_format_is_refused_and_nothing_is_stored(
         self, h: Harness
     ) -> None:

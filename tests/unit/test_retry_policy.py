@@ -126,3 +126,32 @@ class TestParseRetryAfter:
     @pytest.mark.parametrize("value", ["", "   ", None])
     def test_empty_or_absent_is_ignored(self, value: str | None) -> None:
         assert parse_retry_after(value, now=NOW) is None
+
+    @pytest.mark.parametrize(
+        ("value", "expected"),
+        [
+            ("9999999999", 9999999999.0),
+            ("²", None),
+            ("١٢", None),
+            ("12\u0660", None),
+            ("12345678901", None),
+            ("1" * 5000, None),
+            ("Tue, 99999999999999999999 Jan 2030 12:00:00 GMT", None),
+            ("Tue, 01 Jan 2030 12:00:99999999999999999999 GMT", None),
+            ("Tue, 01 Jan 99999 12:00:00 GMT", None),
+            ("+5", None),
+            ("\x00", None),
+        ],
+        ids=["ten-digits", "superscript-two", "arabic-indic", "mixed-digits", "eleven-digits",
+             "5000-digits", "huge-day", "huge-second", "year-99999",
+             "signed", "nul"],
+    )
+    def test_only_ascii_digits_or_a_real_http_date_count_and_nothing_raises(
+        self, value: str, expected: float | None
+    ) -> None:
+        assert parse_retry_after(value, now=NOW) == expected
+
+    def test_no_digit_outside_ascii_is_read_as_seconds(self) -> None:
+        digits = [chr(c) for c in range(0x110000) if chr(c).isdigit() and not chr(c).isascii()]
+        assert len(digits) > 100
+        assert {d: parse_retry_after(d * 2, now=NOW) for d in digits} == dict.fromkeys(digits)

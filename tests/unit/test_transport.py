@@ -329,6 +329,19 @@ class TestResolution:
         assert result.error_class in ("ConnectionError", "gaierror", "ClientConnectorDNSError")
 
 
+class TestNamesDnsCannotCarry:
+    """A stored URL whose host the resolver cannot even encode fails its attempt, never the worker."""
+
+    @pytest.mark.parametrize("url", ["https://a..test/hooks", "https://" + "a" * 64 + ".test/"])
+    def test_an_unencodable_host_is_an_invalid_request_without_a_lookup(
+        self, connects: Connects, url: str
+    ) -> None:
+        result = transport().send(url, b"{}", {}, TIMEOUT)
+        assert result.error is TransportError.INVALID_REQUEST
+        assert result.error_message is not None and "host" in result.error_message
+        assert connects.addresses == []
+
+
 @pytest.fixture(scope="module")
 def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """A self-signed certificate for receiver.test, made with the openssl command."""

@@ -16,6 +16,22 @@ VECTORS: list[dict[str, Any]] = json.loads(
     (Path(__file__).resolve().parents[2] / "docs" / "contracts" / "vectors.json").read_text("utf-8"))
 TIMESTAMPED = ("crewpass", "crewship", "standard-webhooks")
 
+#: Timestamps that are not unix seconds, whatever ``str.isdigit`` or ``int()`` make of them.
+MALFORMED_TIMESTAMPS = {
+    "superscript-two": "\u00b2",
+    "arabic-indic-digits": "\u0661\u0667\u0668\u0660\u0669\u0661\u0662\u0668\u0660\u0660",
+    "over-the-int-digit-limit": "9" * 4301,
+    "past-the-float-range": "9" * 400,
+    "thirteen-digits": "1" * 13,
+    "empty": "",
+    "signed": "-1",
+    "padded": " 1780912800",
+    "nul": "\x00",
+}
+#: Header values a hostile or broken sender might deliver, for every header of every contract.
+HOSTILE_VALUES = [*MALFORMED_TIMESTAMPS.values(), "\ud800", "v1=\ud800", "sha256=\ud800",
+                  "v1,\ud800", "v1," + "A" * 10_000, "\r\n", "\u20ac"]
+
 
 def ids(vector: dict[str, Any]) -> str:
     return str(vector["name"])
@@ -97,6 +113,31 @@ class TestRefuses:
         vector = VECTORS[0]
         with pytest.raises(StaleTimestamp, match="not unix seconds"):
             check(vector, headers=dict(vector["headers"]) | {"X-CrewPass-Timestamp": "soon"})
+
+    @pytest.mark.parametrize("vector", [v for v in VECTORS if v["contract"] in TIMESTAMPED
+                                        and v["name"].endswith("single-secret")], ids=ids)
+    @pytest.mark.parametrize("value", list(MALFORMED_TIMESTAMPS.values()),
+                             ids=list(MALFORMED_TIMESTAMPS))
+    def test_a_malformed_timestamp_is_stale_not_a_value_error(self, vector: dict[str, Any],
+                                                              value: str) -> None:
+        [name] = [k for k in vector["headers"] if k.lower().endswith("timestamp")]
+        with pytest.raises(StaleTimestamp, match=f"{name} is not unix seconds"):
+            check(vector, headers=dict(vector["headers"]) | {name: value})
+
+    @pytest.mark.parametrize("vector", VECTORS, ids=ids)
+    def test_no_header_value_raises_anything_but_a_verification_error(
+        self, vector: dict[str, Any]
+    ) -> None:
+        unexpected = []
+        for name in vector["headers"]:
+            for value in HOSTILE_VALUES:
+                try:
+                    check(vector, headers=dict(vector["headers"]) | {name: value})
+                except VerificationError:
+                    pass
+                except Exception as exc:  # any other kind is what this test looks for
+                    unexpected.append((name, value[:12], type(exc).__name__))
+        assert unexpected == []
 
     def test_every_refusal_is_a_verification_error(self) -> None:
         assert issubclass(BadSignature, VerificationError)

@@ -20,13 +20,14 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 from sqlalchemy import Engine
+from sqlalchemy.exc import InterfaceError, OperationalError, StatementError
 
 from app.catalogue import Catalogue, default_catalogue
 from app.classification import TransportError
 from app.engine.circuit import Circuit, CircuitPolicy, is_failure, observe
 from app.engine.claim import Claim, claim
 from app.engine.judge import Decision, Outcome, deferred, describe, judge
-from app.engine.record import Ledger, park, record
+from app.engine.record import Ledger, park, record, split, stripped
 from app.engine.render import render
 from app.engine.schedule import ScheduledRetry
 from app.engine.send import Deferred, OutgoingRequest, SendResult, ThreadedSender
@@ -180,10 +181,33 @@ class DeliveryEngine:
                 ledger.circuits[endpoint_id] = after
         for item in claims:
             self._book(item, decisions[item.delivery_id], finished, ledger, outcome)
-        with self.engine.begin() as conn:
-            written = record(conn, ledger, now=finished)
+        written = self._record(ledger, finished)
         self._drop_superseded(outcome, written)
         return outcome
+
+    def _record(self, ledger: Ledger, now: datetime) -> set[str]:
+        """The batch's record in one transaction; if the database refuses it, one delivery
+        at a time, so one unstorable result costs only its own delivery's details."""
+        try:
+            with self.engine.begin() as conn:
+                return record(conn, ledger, now=now)
+        except StatementError as exc:
+            if isinstance(exc, OperationalError | InterfaceError):
+                raise  # the database is away, not refusing this data
+            log.warning("recording a batch was refused (%s); recording one by one", exc)
+        written: set[str] = set()
+        for part in split(ledger):
+            for attempt in (part, stripped(part)):
+                try:
+                    with self.engine.begin() as conn:
+                        written |= record(conn, attempt, now=now)
+                    break
+                except StatementError as exc:
+                    if isinstance(exc, OperationalError | InterfaceError):
+                        raise
+                    log.exception("recording deliveries %s was refused",
+                                  [u["b_id"] for u in attempt.updates])
+        return written
 
     # -- steps -------------------------------------------------------------------------------
     def _before_sending(self, item: Claim, now: datetime) -> Decision | None:

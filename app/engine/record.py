@@ -23,6 +23,24 @@ from app.models import Attempt, Delivery, DeliveryState, Endpoint
 from app.subscribers import bump_endpoints_version
 
 
+def storable(text: str | None, limit: int | None = None) -> str | None:
+    """*text* as every backend can keep it: no NUL, no lone surrogates, at most *limit*.
+
+    Receivers choose what they answer; PostgreSQL refuses a NUL in a text column and
+    UTF-8 has no lone surrogates, so either would fail the whole batch's record.
+    """
+    if text is None:
+        return None
+    if limit is not None:
+        text = text[:limit]
+    cleaned = text.replace("\x00", "\ufffd")
+    try:
+        cleaned.encode("utf-8")
+    except UnicodeEncodeError:
+        cleaned = cleaned.encode("utf-8", errors="replace").decode("utf-8")
+    return cleaned
+
+
 @dataclass(slots=True)
 class Ledger:
     """What one batch writes: attempt rows, delivery updates, endpoint changes."""
@@ -39,8 +57,9 @@ class Ledger:
             "delivery_id": delivery_id, "attempt_number": attempt_number,
             "started_at": started_at,
             "duration_ms": None if duration_ms is None else round(duration_ms, 3),
-            "status_code": status_code, "error_class": error_class,
-            "error_message": error_message, "response_excerpt": response_excerpt or None,
+            "status_code": status_code, "error_class": storable(error_class, 120),
+            "error_message": storable(error_message, 2000),
+            "response_excerpt": storable(response_excerpt) or None,
         })
 
     def update(self, delivery_id: str, claimed_attempt: int, now: datetime,
@@ -52,7 +71,7 @@ class Ledger:
             "b_id": delivery_id, "b_claimed": claimed_attempt,
             "attempt_count": claimed_attempt - 1 if give_back_attempt else claimed_attempt,
             "state": state, "updated_at": now, "last_status_code": status,
-            "last_error": error, "next_attempt_at": next_attempt_at or now,
+            "last_error": storable(error, 2000), "next_attempt_at": next_attempt_at or now,
             "queued_at": queued_at, "lease_expires_at": None, "dead_reason": dead_reason,
             "dead_at": now if state is DeliveryState.DEAD else None,
             "succeeded_at": succeeded_at,
@@ -101,6 +120,33 @@ def record(conn: Connection, ledger: Ledger, *, now: datetime) -> set[str]:
             circuit_state=circuit.state.value, circuit_failures=circuit.failures,
             circuit_cooloff_seconds=circuit.cooloff_seconds, circuit_retry_at=circuit.retry_at))
     return written
+
+
+def split(ledger: Ledger) -> list[Ledger]:
+    """One ledger per delivery (endpoint changes ride with the first), to record one by one
+    when the batch's record was refused."""
+    parts: list[Ledger] = []
+    attempts: dict[str, list[dict[str, Any]]] = {}
+    for row in ledger.attempts:
+        attempts.setdefault(row["delivery_id"], []).append(row)
+    for update_row in ledger.updates:
+        parts.append(Ledger(attempts=attempts.pop(update_row["b_id"], []), updates=[update_row]))
+    for rows in attempts.values():
+        parts.append(Ledger(attempts=rows))
+    if parts:
+        parts[0].disable, parts[0].circuits = ledger.disable, ledger.circuits
+    else:
+        parts.append(Ledger(disable=ledger.disable, circuits=ledger.circuits))
+    return parts
+
+
+def stripped(ledger: Ledger) -> Ledger:
+    """The same outcome with every receiver-supplied text dropped: what still fits."""
+    attempts = [row | {"response_excerpt": None, "error_message": "the result could not be stored",
+                       "error_class": "UnstorableResult"} for row in ledger.attempts]
+    updates = [row | {"last_error": "the result could not be stored"} for row in ledger.updates]
+    return Ledger(attempts=attempts, updates=updates, disable=ledger.disable,
+                  circuits=ledger.circuits)
 
 
 def park(conn: Connection, delivery_ids: Sequence[str]) -> None:

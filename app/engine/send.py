@@ -282,6 +282,10 @@ class AsyncSender:
             return _failure(TransportError.INVALID_REQUEST, exc, elapsed())
         except (aiohttp.ClientError, OSError) as exc:
             return _failure(TransportError.PROTOCOL, exc, elapsed())
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # anything else is this attempt's failure, never the batch's
+            return _failure(TransportError.PROTOCOL, exc, elapsed())
 
     async def _post(self, request: OutgoingRequest, connect: float, read: float,
                     elapsed: Callable[[], float]) -> HttpResult:

@@ -111,6 +111,11 @@ class Stack:
         with self.hookline.engine.connect() as conn:
             return list(conn.execute(text(statement), params).all())
 
+    def execute(self, statement: str, **params: Any) -> None:
+        """Run a writing statement and commit it."""
+        with self.hookline.engine.begin() as conn:
+            conn.execute(text(statement), params)
+
     def close(self) -> None:
         for process in self.workers:
             process.stop()

@@ -216,13 +216,17 @@ def endpoints_list(tenant: Annotated[str | None, typer.Option()] = None) -> None
         rows = admin.list_endpoints(hl.sessions, tenant)
     except HooklineError as exc:
         fail(str(exc))
-    table = Table("id", "tenant", "url", "contract", "events", "enabled", "partition")
+    table = Table("id", "tenant", "url", "contract", "events", "enabled", "circuit", "partition")
+    from app.api.views import circuit_name
     from app.partitioning import partition_for
 
     for ep in rows:
         state = "yes" if ep.enabled else f"no ({ep.disabled_reason})"
+        circuit: str = circuit_name(ep.circuit_state)
+        if circuit != "closed" and ep.circuit_retry_at is not None:
+            circuit += f" until {ep.circuit_retry_at:%H:%M:%S}"
         table.add_row(ep.id, ep.tenant_id, ep.url, ep.contract, ",".join(ep.event_types), state,
-                      str(partition_for(ep.id, hl.settings.partitions)))
+                      circuit, str(partition_for(ep.id, hl.settings.partitions)))
     out.print(table)
 
 

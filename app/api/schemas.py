@@ -79,6 +79,11 @@ class Webhook(ApiModel):
     max_attempts: int | None
     description: str | None
     previous_secret_expires_at: datetime | None
+    circuit: Literal["closed", "open", "half-open"] = Field(
+        default="closed",
+        description="The circuit breaker: open after sustained failures, nothing is sent "
+                    "until circuitRetryAt, then one probe (half-open) decides.")
+    circuit_retry_at: datetime | None = None
     created_at: datetime
     updated_at: datetime
 

@@ -3,6 +3,8 @@ incoming webhooks."""
 
 from __future__ import annotations
 
+from typing import Literal
+
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -20,8 +22,18 @@ def webhook(endpoint: Endpoint) -> schemas.Webhook:
         timeout_seconds=endpoint.timeout_seconds, max_attempts=endpoint.max_attempts,
         description=endpoint.description,
         previous_secret_expires_at=endpoint.previous_secret_expires_at,
+        circuit=circuit_name(endpoint.circuit_state),
+        circuit_retry_at=endpoint.circuit_retry_at if endpoint.circuit_state != "closed" else None,
         created_at=endpoint.created_at, updated_at=endpoint.updated_at,
     )
+
+
+def circuit_name(state: str | None) -> Literal["closed", "open", "half-open"]:
+    if state == "open":
+        return "open"
+    if state == "half_open":
+        return "half-open"
+    return "closed"
 
 
 def webhook_with_secret(endpoint: Endpoint, secret: str) -> schemas.WebhookWithSecret:

@@ -24,7 +24,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError, StatementError
 
 from app.catalogue import Catalogue, default_catalogue
 from app.classification import TransportError
-from app.engine.circuit import Circuit, CircuitPolicy, is_failure, observe
+from app.engine.circuit import Circuit, CircuitPolicy, is_failure, observe, start_probe
 from app.engine.claim import Claim, claim
 from app.engine.judge import Decision, Outcome, deferred, describe, judge
 from app.engine.record import Ledger, park, record, split, stripped
@@ -155,7 +155,7 @@ class DeliveryEngine:
         disabled: set[str] = set()
         results = self._send([r for _, r in to_send], disabled)
         finished = self.clock()
-        circuits: dict[str, Circuit] = {}
+        probes: dict[str, Circuit] = {}
         for (item, _request), sent in zip(to_send, results, strict=True):
             if isinstance(sent, Deferred):
                 if item.endpoint.id in disabled:
@@ -172,13 +172,17 @@ class DeliveryEngine:
             decisions[item.delivery_id] = decision
             if decision.disable_endpoint:
                 ledger.disable[item.endpoint.id] = f"disabled after HTTP {result.status}"
-            base = circuits.get(item.endpoint.id, item.endpoint.circuit)
-            circuits[item.endpoint.id] = observe(
-                base, is_failure(result.status, result.error), finished, self.circuit_policy)
-        for endpoint_id, after in circuits.items():
-            before = next(c.endpoint.circuit for c in claims if c.endpoint.id == endpoint_id)
-            if after != before or any(c.probe for c in claims if c.endpoint.id == endpoint_id):
-                ledger.circuits[endpoint_id] = after
+            failed = is_failure(result.status, result.error)
+            if item.probe:
+                # This batch owns the half-open circuit: its answer decides the state.
+                probes[item.endpoint.id] = observe(
+                    start_probe(item.endpoint.circuit, finished, 0.0), failed, finished,
+                    self.circuit_policy)
+            else:
+                ledger.observations.setdefault(item.endpoint.id, []).append(failed)
+        ledger.circuits.update(probes)
+        for endpoint_id in probes:
+            ledger.observations.pop(endpoint_id, None)
         for item in claims:
             self._book(item, decisions[item.delivery_id], finished, ledger, outcome)
         written = self._record(ledger, finished)
@@ -190,7 +194,7 @@ class DeliveryEngine:
         at a time, so one unstorable result costs only its own delivery's details."""
         try:
             with self.engine.begin() as conn:
-                return record(conn, ledger, now=now)
+                return record(conn, ledger, now=now, circuit=self.circuit_policy)
         except StatementError as exc:
             if isinstance(exc, OperationalError | InterfaceError):
                 raise  # the database is away, not refusing this data
@@ -200,7 +204,7 @@ class DeliveryEngine:
             for attempt in (part, stripped(part)):
                 try:
                     with self.engine.begin() as conn:
-                        written |= record(conn, attempt, now=now)
+                        written |= record(conn, attempt, now=now, circuit=self.circuit_policy)
                     break
                 except StatementError as exc:
                     if isinstance(exc, OperationalError | InterfaceError):

@@ -13,12 +13,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Table, and_, bindparam, insert, select, update
+from sqlalchemy import Connection, Table, and_, bindparam, case, insert, select, update
 
-from app.engine.circuit import Circuit
+from app.engine.circuit import Circuit, CircuitPolicy, CircuitState
 from app.models import Attempt, Delivery, DeliveryState, Endpoint
 from app.subscribers import bump_endpoints_version
 
@@ -48,7 +48,10 @@ class Ledger:
     attempts: list[dict[str, Any]] = field(default_factory=list)
     updates: list[dict[str, Any]] = field(default_factory=list)
     disable: dict[str, str] = field(default_factory=dict)
+    #: Absolute circuit states, written as they are: the outcome of a probe this batch owned.
     circuits: dict[str, Circuit] = field(default_factory=dict)
+    #: Per endpoint, in order, whether each answer counted as a failure (not probes).
+    observations: dict[str, list[bool]] = field(default_factory=dict)
 
     def attempt(self, *, delivery_id: str, attempt_number: int, started_at: datetime,
                 duration_ms: float | None, status_code: int | None, error_class: str | None,
@@ -83,7 +86,8 @@ _UPDATE_KEYS = ("attempt_count", "state", "updated_at", "last_status_code", "las
                 "succeeded_at")
 
 
-def record(conn: Connection, ledger: Ledger, *, now: datetime) -> set[str]:
+def record(conn: Connection, ledger: Ledger, *, now: datetime,
+           circuit: CircuitPolicy | None = None) -> set[str]:
     """Write *ledger* inside the caller's transaction; returns the ids it actually updated.
 
     A delivery missing from the answer was taken over (its lease expired): its outcome
@@ -115,11 +119,48 @@ def record(conn: Connection, ledger: Ledger, *, now: datetime) -> set[str]:
                                 .returning(Endpoint.tenant_id))
         if tenant_id is not None:
             bump_endpoints_version(conn, {tenant_id})
-    for endpoint_id, circuit in ledger.circuits.items():
+    for endpoint_id, state in ledger.circuits.items():
         conn.execute(update(Endpoint).where(Endpoint.id == endpoint_id).values(
-            circuit_state=circuit.state.value, circuit_failures=circuit.failures,
-            circuit_cooloff_seconds=circuit.cooloff_seconds, circuit_retry_at=circuit.retry_at))
+            circuit_state=state.state.value, circuit_failures=state.failures,
+            circuit_cooloff_seconds=state.cooloff_seconds, circuit_retry_at=state.retry_at))
+    for endpoint_id, failures in ledger.observations.items():
+        count_failures(conn, endpoint_id, failures, now=now, policy=circuit or CircuitPolicy())
     return written
+
+
+def count_failures(conn: Connection, endpoint_id: str, failures: Sequence[bool], *,
+                   now: datetime, policy: CircuitPolicy) -> None:
+    """Add a batch's answers to the endpoint's count of failures in a row, in SQL.
+
+    An increment, not a snapshot write, so batches of several workers add up, and one
+    that was claimed before the circuit opened cannot close it again: only a probe
+    closes an open circuit. The failures after the batch's last success count; a
+    success resets a closed circuit's count.
+    """
+    tail = 0
+    for failed in reversed(failures):
+        if not failed:
+            break
+        tail += 1
+    reset = tail < len(failures)
+    closed = Endpoint.circuit_state == CircuitState.CLOSED.value
+    if tail == 0:
+        conn.execute(update(Endpoint).where(Endpoint.id == endpoint_id, closed,
+                                            Endpoint.circuit_failures != 0)
+                     .values(circuit_failures=0))
+        return
+    counted = case((closed, 0), else_=Endpoint.circuit_failures) if reset \
+        else Endpoint.circuit_failures
+    new = counted + tail
+    opening = and_(closed, new >= policy.failure_threshold)
+    conn.execute(update(Endpoint).where(Endpoint.id == endpoint_id).values(
+        circuit_failures=new,
+        circuit_state=case((opening, CircuitState.OPEN.value), else_=Endpoint.circuit_state),
+        circuit_cooloff_seconds=case((opening, policy.cooloff_seconds),
+                                     else_=Endpoint.circuit_cooloff_seconds),
+        circuit_retry_at=case((opening, now + timedelta(seconds=policy.cooloff_seconds)),
+                              else_=Endpoint.circuit_retry_at),
+    ))
 
 
 def split(ledger: Ledger) -> list[Ledger]:
@@ -133,10 +174,10 @@ def split(ledger: Ledger) -> list[Ledger]:
         parts.append(Ledger(attempts=attempts.pop(update_row["b_id"], []), updates=[update_row]))
     for rows in attempts.values():
         parts.append(Ledger(attempts=rows))
-    if parts:
-        parts[0].disable, parts[0].circuits = ledger.disable, ledger.circuits
-    else:
-        parts.append(Ledger(disable=ledger.disable, circuits=ledger.circuits))
+    if not parts:
+        parts.append(Ledger())
+    parts[0].disable, parts[0].circuits = ledger.disable, ledger.circuits
+    parts[0].observations = ledger.observations
     return parts
 
 
@@ -146,7 +187,7 @@ def stripped(ledger: Ledger) -> Ledger:
                        "error_class": "UnstorableResult"} for row in ledger.attempts]
     updates = [row | {"last_error": "the result could not be stored"} for row in ledger.updates]
     return Ledger(attempts=attempts, updates=updates, disable=ledger.disable,
-                  circuits=ledger.circuits)
+                  circuits=ledger.circuits, observations=ledger.observations)
 
 
 def park(conn: Connection, delivery_ids: Sequence[str]) -> None:

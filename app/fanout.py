@@ -74,6 +74,8 @@ class ValidItem:
     payload: dict[str, Any]
     key: str | None
     occurred_at: datetime | None
+    #: Fixed by the caller (the change feed's outbox row); a new id otherwise.
+    event_id: str | None = None
 
 
 class ItemError(InputError):
@@ -159,7 +161,7 @@ def write_and_enqueue(engine: Engine, dispatcher: Dispatcher, cache: SubscriberC
     for attempt in range(2):
         try:
             with engine.begin() as conn:
-                written, deliveries = _write(conn, cache, tenant, environment, valid)
+                written, deliveries = record_events(conn, cache, tenant, environment, valid)
             break
         except IntegrityError:
             # Another publisher won the race for an idempotency key: the second pass
@@ -170,8 +172,13 @@ def write_and_enqueue(engine: Engine, dispatcher: Dispatcher, cache: SubscriberC
     return written, parked
 
 
-def _write(conn: Connection, cache: SubscriberCache, tenant: str, environment: str,
-           valid: Sequence[ValidItem]) -> tuple[dict[int, ItemResult], list[dict[str, Any]]]:
+def record_events(conn: Connection, cache: SubscriberCache, tenant: str, environment: str,
+                  valid: Sequence[ValidItem]) -> tuple[dict[int, ItemResult], list[dict[str, Any]]]:
+    """Write *valid* events for *tenant* and their deliveries inside the caller's transaction.
+
+    Returns each item's result by index and the delivery rows written (with ``id`` and
+    ``endpoint_id``), for the caller to enqueue after its commit.
+    """
     row = conn.execute(
         select(Tenant.id, Tenant.endpoints_version)
         .where(or_(Tenant.id == tenant, Tenant.name == tenant))
@@ -203,7 +210,7 @@ def _write(conn: Connection, cache: SubscriberCache, tenant: str, environment: s
             results[item.index] = ItemResult(item.index, "existing", event_id,
                                              tuple(known_deliveries.get(event_id, ())))
             continue
-        event_id = new_id("evt")
+        event_id = item.event_id or new_id("evt")
         targets = cache.matching(conn, tenant_id, version, environment, item.event_type)
         ids = tuple(new_id("dlv") for _ in targets)
         events.append({"id": event_id, "tenant_id": tenant_id, "event_type": item.event_type,

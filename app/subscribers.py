@@ -76,8 +76,9 @@ def bump_endpoints_version(conn: Connection, tenant_ids: set[str]) -> None:
 
 def endpoint_changes_bump_the_version(session: Session, _flush: UOWTransaction,
                                        _instances: Any) -> None:
-    """Any ORM change to an endpoint bumps its tenant's version in the same transaction."""
+    """Any ORM change to a listed endpoint bumps its tenant's version in the same
+    transaction (one-off destinations are never subscribers, so they do not)."""
     tenants = {obj.tenant_id for obj in (*session.new, *session.dirty, *session.deleted)
-               if isinstance(obj, Endpoint) and obj.tenant_id}
+               if isinstance(obj, Endpoint) and obj.tenant_id and not obj.one_off}
     if tenants:
         bump_endpoints_version(session.connection(), tenants)

@@ -1,8 +1,9 @@
 """Relay: pending outbox rows become events and deliveries, then messages on the partition queues.
 
-One batch is one transaction: claim the oldest pending rows, and for each one write
-the event under the row's own event id (:func:`app.publishing.record_event`, fanned
-out to the tenant's matching endpoints) and mark the row ``relayed``. After the
+One batch is one transaction: claim the oldest pending rows, write their events under
+the rows' own event ids with the bulk path of publishing (:func:`app.fanout.record_events`:
+multi-row inserts, the tenant's subscribers from a per-process cache) and mark the rows
+``relayed``. After the
 commit the deliveries are enqueued (:func:`app.publishing.enqueue_or_park`); what the
 broker refuses is parked for the sweeper. A producer killed at any point either
 committed the batch (events and ``relayed`` together) or did not (rows still
@@ -39,9 +40,11 @@ from app.changefeed.models import OutboxEntry, OutboxState
 from app.changefeed.outbox import notify
 from app.db import transaction
 from app.dispatch import Dispatcher
-from app.errors import InputError
-from app.models import Event, Tenant, utcnow
-from app.publishing import encode_payload, enqueue_or_park, record_event, resolve_tenant
+from app.errors import InputError, UnknownTenant
+from app.fanout import ValidItem, record_events
+from app.models import Environment, Event, utcnow
+from app.publishing import encode_payload, enqueue_or_park
+from app.subscribers import SubscriberCache
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +83,7 @@ class Relay:
         self.max_payload_bytes = max_payload_bytes
         self.batch = batch
         self.clock = clock
+        self.subscribers = SubscriberCache()
 
     def relay_batch(self) -> RelayReport:
         """Relay up to ``batch`` pending rows, oldest first, in one transaction; then enqueue."""
@@ -157,25 +161,32 @@ class Relay:
         report.claimed += len(rows)
         if not rows:
             return
-        now = self.clock()
         existing = set(session.scalars(select(Event.id).where(Event.id.in_([r.event_id for r in rows]))))
-        tenants: dict[str, Tenant] = {}
-        for row in rows:
+        by_tenant: dict[str, list[tuple[Any, ValidItem]]] = {}
+        for index, row in enumerate(rows):
             if row.event_id in existing:
                 report.already.append(row.event_id)
                 continue
             try:
                 self.catalogue.require(row.event_type)
                 payload = encode_payload(row.payload, self.max_payload_bytes)
-                tenant = tenants.get(row.tenant_ref) or resolve_tenant(session, row.tenant_ref)
             except InputError as exc:
                 self._fail(session, row.id, str(exc), report)
                 continue
-            tenants[row.tenant_ref] = tenant
-            event, deliveries = record_event(session, tenant, row.event_type, payload, now=now,
-                                             event_id=row.event_id, occurred_at=row.occurred_at)
-            report.relayed.append(event.id)
-            report.deliveries.extend((d.id, d.endpoint_id) for d in deliveries)
+            by_tenant.setdefault(row.tenant_ref, []).append(
+                (row, ValidItem(index, row.event_type, payload, None, row.occurred_at,
+                                event_id=row.event_id)))
+        connection = session.connection()
+        for tenant_ref, group in by_tenant.items():
+            try:
+                results, deliveries = record_events(connection, self.subscribers, tenant_ref,
+                                                    Environment.PRODUCTION, [v for _, v in group])
+            except UnknownTenant as exc:
+                for row, _ in group:
+                    self._fail(session, row.id, str(exc), report)
+                continue
+            report.relayed.extend(results[v.index].event_id or "" for _, v in group)
+            report.deliveries.extend((d["id"], d["endpoint_id"]) for d in deliveries)
 
     def _fail(self, session: Session, row_id: int, reason: str, report: RelayReport) -> None:
         session.execute(update(OutboxEntry).where(OutboxEntry.id == row_id)

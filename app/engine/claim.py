@@ -25,6 +25,8 @@ from app.models import CLAIMABLE_STATES, Delivery, DeliveryState, Endpoint, Even
 
 #: A message may arrive this much before its delivery's due time and still be taken.
 CLOCK_SKEW = timedelta(seconds=1)
+#: While a probe is under way, other deliveries to its endpoint look again this soon.
+PROBE_WAIT_SECONDS = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,12 +127,12 @@ def claim(conn: Connection, delivery_ids: Sequence[str], *, now: datetime,
         if endpoint.id in probes and endpoint.id not in probing:
             item.probe = True
             probing.add(endpoint.id)
+        elif endpoint.id in probes or circuit.state is CircuitState.HALF_OPEN:
+            # A probe is under way (this batch's or another's): look again shortly.
+            item.deferred_until = now + timedelta(seconds=PROBE_WAIT_SECONDS)
         elif circuit.state is not CircuitState.CLOSED:
-            # Open, or someone else's probe is under way: wait for its verdict.
-            retry_at = circuit.retry_at or now
-            if endpoint.id in probes:
-                retry_at = now + timedelta(seconds=probe_seconds)
-            item.deferred_until = max(retry_at, now + timedelta(seconds=1))
+            # Open and cooling off: nothing goes before the probe may.
+            item.deferred_until = max(circuit.retry_at or now, now + timedelta(seconds=1))
         claims.append(item)
     claimed = {c.delivery_id for c in claims}
     return claims, [i for i in delivery_ids if i not in claimed]

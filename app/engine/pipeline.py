@@ -116,11 +116,17 @@ class DeliveryEngine:
         self.unix_time = unix_time
         self.uniform = uniform
 
-    @property
-    def lease_seconds(self) -> float:
-        """A claimed attempt's lease: its whole deadline, the wait for a slot, and slack."""
+    def lease_seconds(self, batch_size: int) -> float:
+        """A claimed attempt's lease: its whole deadline, the wait for a slot, and slack.
+
+        A sender that sends one request after another (a plain synchronous transport)
+        needs the deadlines of the whole batch.
+        """
         s = self.settings
-        return s.connect_timeout + s.read_timeout + s.slot_wait + s.lease_margin
+        per_attempt = s.connect_timeout + s.read_timeout + s.slot_wait
+        if not getattr(self.sender, "concurrent", False):
+            per_attempt *= max(batch_size, 1)
+        return per_attempt + s.lease_margin
 
     # -- the whole batch -------------------------------------------------------------------
     def run(self, delivery_ids: Sequence[str]) -> BatchOutcome:
@@ -128,7 +134,7 @@ class DeliveryEngine:
         now = self.clock()
         with self.engine.begin() as conn:
             claims, outcome.skipped = claim(
-                conn, delivery_ids, now=now, lease_seconds=self.lease_seconds,
+                conn, delivery_ids, now=now, lease_seconds=self.lease_seconds(len(delivery_ids)),
                 read_timeout=self.settings.read_timeout,
                 probe_seconds=self.settings.connect_timeout + self.settings.read_timeout
                 + self.settings.lease_margin)

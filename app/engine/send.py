@@ -139,6 +139,9 @@ class CheckedAsyncResolver(AbstractResolver):
 class AsyncSender:
     """Sends batches of requests concurrently, capped per endpoint; never raises per request."""
 
+    #: A batch's requests are in flight together: each needs only its own deadline.
+    concurrent = True
+
     def __init__(self, *, user_agent: str, excerpt_bytes: int = 1024,
                  policy: EgressPolicy | None = None,
                  resolver: Callable[[str, int], Sequence[Any]] = system_resolver,
@@ -323,6 +326,8 @@ class ThreadedSender:
     For tests and for a transport without an async twin: requests go in order, so a
     scripted receiver answers them in order.
     """
+
+    concurrent = False
 
     def __init__(self, transport: Transport) -> None:
         self.transport = transport

@@ -205,14 +205,14 @@ class TestRowsThatCannotBeRelayed:
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
         outbox.changes(["acme"], ["acme"], ["acme"])
         poison = outbox.rows()[1].event_id
-        real = relay_module.record_event
+        real = relay_module.record_events
 
-        def record(session: Any, tenant: Any, event_type: str, payload: Any, **options: Any) -> Any:
-            if options["event_id"] == poison:
+        def record(conn: Any, cache: Any, tenant: str, environment: str, valid: Any) -> Any:
+            if any(item.event_id == poison for item in valid):
                 raise IntegrityError("INSERT INTO events", {}, Exception("duplicate key"))
-            return real(session, tenant, event_type, payload, **options)
+            return real(conn, cache, tenant, environment, valid)
 
-        monkeypatch.setattr(relay_module, "record_event", record)
+        monkeypatch.setattr(relay_module, "record_events", record)
         report = outbox.relay.relay_batch()
         assert [r.state for r in outbox.rows()] == ["relayed", "failed", "relayed"]
         assert len(report.relayed) == 2 and report.failed[0][1].startswith("IntegrityError")
@@ -225,7 +225,7 @@ class TestRowsThatCannotBeRelayed:
         def record(*_args: Any, **_options: Any) -> Any:
             raise OperationalError("INSERT INTO events", {}, Exception("server closed the connection"))
 
-        monkeypatch.setattr(relay_module, "record_event", record)
+        monkeypatch.setattr(relay_module, "record_events", record)
         with pytest.raises(OperationalError):
             outbox.relay.relay_batch()
         assert [r.state for r in outbox.rows()] == ["pending", "pending"]

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from sqlalchemy import Connection, Engine, insert, or_, select, update
@@ -113,10 +113,22 @@ def validate_item(catalogue: Catalogue, item: Mapping[str, Any], index: int,
                             or not 0 < len(key) <= MAX_IDEMPOTENCY_KEY_LENGTH):
         raise ItemError("idempotencyKey",
                         f"idempotency key must be 1 to {MAX_IDEMPOTENCY_KEY_LENGTH} characters")
-    occurred_at = item.get("occurred_at")
-    if occurred_at is not None and not isinstance(occurred_at, datetime):
-        raise ItemError("occurredAt", "occurredAt must be a date-time")
+    occurred_at = utc_time(item.get("occurred_at"))
     return ValidItem(index, event_type, payload, key, occurred_at)
+
+
+def utc_time(value: Any) -> datetime | None:
+    """An aware date-time in UTC (a naive one is taken as UTC); ItemError if it is none
+    or falls outside years 1 to 9999 once converted."""
+    if value is None:
+        return None
+    if not isinstance(value, datetime):
+        raise ItemError("occurredAt", "occurredAt must be a date-time")
+    try:
+        return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+    except (OverflowError, ValueError):
+        raise ItemError("occurredAt", "occurredAt falls outside years 1 to 9999 once "
+                                      "converted to UTC") from None
 
 
 def publish_many(

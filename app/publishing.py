@@ -117,10 +117,11 @@ def publish(
         idempotency_key = implied_idempotency_key(declared.idempotency_field, payload)
     if idempotency_key is not None and not (0 < len(idempotency_key) <= MAX_IDEMPOTENCY_KEY_LENGTH):
         raise InputError(f"idempotency key must be 1 to {MAX_IDEMPOTENCY_KEY_LENGTH} characters")
+    from app.fanout import ValidItem, utc_time, write_and_enqueue
+
+    occurred_at = utc_time(occurred_at)
     if webhook_url is None and endpoint_ids is None and guard is None:
         # The hot path: Core SQL, cached subscribers (app/fanout.py).
-        from app.fanout import ValidItem, write_and_enqueue
-
         written, parked = write_and_enqueue(
             sessions.kw["bind"], dispatcher, cache or SubscriberCache(), tenant=tenant,
             environment=environment,

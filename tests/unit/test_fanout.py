@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
 from sqlalchemy.orm import Session
 
 from app import admin
+from app.client import Hookline
 from app.db import transaction
-from app.errors import BatchTooLarge, UnknownTenant
+from app.errors import BatchTooLarge, InputError, UnknownTenant
 from app.fanout import MAX_BATCH_EVENTS, BatchResult, ItemResult, publish_many
 from app.models import Delivery, Endpoint, Event, Tenant
 from app.partitioning import queue_for
@@ -107,6 +109,25 @@ class TestItemResults:
         result = many(h, tenant, [item("no.such.type"), item(data=7)])
         assert result.count("error") == 2
         assert (h.count(Event), h.count(Delivery), h.sender.sent) == (0, 0, [])
+
+
+    def test_a_time_outside_utcs_range_is_an_occurred_at_error(self, h: Harness) -> None:
+        tenant = h.tenant()
+        h.endpoint(tenant)
+        early = datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=14)))
+        result = many(h, tenant, [item(occurred_at=early), item()])
+        bad, good = result.items
+        assert (bad.status, bad.field) == ("error", "occurredAt")
+        assert good.status == "created"
+        assert h.count(Event) == 1
+
+    def test_a_single_publish_refuses_it_too(self, h: Harness) -> None:
+        tenant = h.tenant()
+        late = datetime(9999, 12, 31, 23, 0, tzinfo=timezone(timedelta(hours=-14)))
+        with pytest.raises(InputError, match="occurredAt"):
+            Hookline(h.settings, sender=h.sender).publish(tenant.id, "crew.document.processed",
+                                                         DATA, occurred_at=late)
+        assert h.count(Event) == 0
 
 
 class TestIdempotency:

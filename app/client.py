@@ -18,12 +18,14 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.admin import validate_endpoint_url
 from app.catalogue import Catalogue, default_catalogue
+from app.coalescing import EnqueueCoalescer
 from app.db import create_engine_for, session_factory
 from app.dispatch import Dispatcher, TaskSender
 from app.egress import EgressPolicy, egress_policy_from
 from app.embedded import ensure_embedded_redis
 from app.engine import DeliveryEngine
 from app.engine.pipeline import BatchSender
+from app.engine.record import park as park_deliveries
 from app.engine.send import AsyncSender
 from app.fanout import BatchResult, publish_many
 from app.publishing import PublishResult, publish
@@ -76,6 +78,14 @@ class Hookline:
         return SubscriberCache()
 
     @cached_property
+    def coalescer(self) -> EnqueueCoalescer:
+        def park(ids: list[str]) -> None:
+            with self.engine.begin() as conn:
+                park_deliveries(conn, ids)
+
+        return EnqueueCoalescer(self.dispatcher, park)
+
+    @cached_property
     def egress_policy(self) -> EgressPolicy:
         return egress_policy_from(self.settings)
 
@@ -106,10 +116,12 @@ class Hookline:
         """Drop connections and the sender's event loop inherited from a parent process."""
         if "engine" in self.__dict__:
             self.engine.dispose(close=False)
-        for name in ("deliveries", "transport"):
+        for name in ("deliveries", "transport", "coalescer"):
             self.__dict__.pop(name, None)
 
     def close(self) -> None:
+        if "coalescer" in self.__dict__:
+            self.coalescer.close()
         if "deliveries" in self.__dict__:
             self.deliveries.close()
         if "engine" in self.__dict__:
@@ -136,7 +148,8 @@ class Hookline:
                        max_payload_bytes=self.settings.max_payload_bytes,
                        occurred_at=occurred_at, idempotency_key=idempotency_key,
                        environment=environment, webhook_url=webhook_url,
-                       endpoint_ids=endpoint_ids, cache=self.subscriber_cache)
+                       endpoint_ids=endpoint_ids, cache=self.subscriber_cache,
+                       enqueue=self.coalescer.submit)
 
     def publish_many(self, tenant: str, items: Sequence[Mapping[str, Any]], *,
                      environment: str = "production") -> BatchResult:

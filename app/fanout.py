@@ -16,7 +16,7 @@ events) refuses the whole batch.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -167,8 +167,13 @@ def publish_many(
 
 def write_and_enqueue(engine: Engine, dispatcher: Dispatcher, cache: SubscriberCache, *,
                       tenant: str, environment: str, valid: Sequence[ValidItem],
+                      enqueue: Callable[[list[tuple[str, str]]], None] | None = None,
                       ) -> tuple[dict[int, ItemResult], list[str]]:
-    """Write validated items in one transaction, then enqueue; (results by index, parked)."""
+    """Write validated items in one transaction, then enqueue; (results by index, parked).
+
+    With *enqueue*, the messages are handed to it after the commit (a coalescer sends
+    them from its own thread) and nothing is reported parked here.
+    """
     deliveries: list[dict[str, Any]] = []
     for attempt in range(2):
         try:
@@ -180,8 +185,11 @@ def write_and_enqueue(engine: Engine, dispatcher: Dispatcher, cache: SubscriberC
             # finds its event and reports this item as existing.
             if attempt == 1 or not any(v.key for v in valid):
                 raise
-    parked = enqueue(engine, dispatcher, [(d["id"], d["endpoint_id"]) for d in deliveries])
-    return written, parked
+    pairs = [(d["id"], d["endpoint_id"]) for d in deliveries]
+    if enqueue is not None:
+        enqueue(pairs)
+        return written, []
+    return written, send_or_park(engine, dispatcher, pairs)
 
 
 def record_events(conn: Connection, cache: SubscriberCache, tenant: str, environment: str,
@@ -246,7 +254,7 @@ def record_events(conn: Connection, cache: SubscriberCache, tenant: str, environ
     return results, deliveries
 
 
-def enqueue(engine: Engine, dispatcher: Dispatcher, pairs: list[tuple[str, str]]) -> list[str]:
+def send_or_park(engine: Engine, dispatcher: Dispatcher, pairs: list[tuple[str, str]]) -> list[str]:
     """Send messages for committed deliveries; park those the broker refused."""
     if not pairs:
         return []

@@ -98,6 +98,7 @@ def publish(
     endpoint_ids: Sequence[str] | None = None,
     guard: Callable[[Session], None] | None = None,
     cache: SubscriberCache | None = None,
+    enqueue: Callable[[list[tuple[str, str]]], None] | None = None,
 ) -> PublishResult:
     """Record an event for *tenant*, fan it out to matching endpoints and enqueue them.
 
@@ -108,7 +109,9 @@ def publish(
     runs first inside the event's transaction, a repeated idempotency key included;
     if it raises, nothing is written (an incoming webhook checks there that it is
     still live and records its use). Without those three, the event takes the bulk
-    path of :mod:`app.fanout`, with *cache* holding the tenant's subscribers.
+    path of :mod:`app.fanout`, with *cache* holding the tenant's subscribers, and
+    *enqueue* (an :class:`app.coalescing.EnqueueCoalescer`'s ``submit``), if given,
+    sends its messages instead of a send before returning.
     """
     declared = catalogue.require(event_type)
     environment = check_environment(environment)
@@ -125,7 +128,8 @@ def publish(
         written, parked = write_and_enqueue(
             sessions.kw["bind"], dispatcher, cache or SubscriberCache(), tenant=tenant,
             environment=environment,
-            valid=[ValidItem(0, event_type, payload, idempotency_key, occurred_at)])
+            valid=[ValidItem(0, event_type, payload, idempotency_key, occurred_at)],
+            enqueue=enqueue)
         item = written[0]
         return PublishResult(event_id=item.event_id or "", delivery_ids=list(item.delivery_ids),
                              created=item.status == "created",

@@ -23,6 +23,7 @@ from app.db import transaction
 from app.dispatch import Dispatcher
 from app.errors import InputError, InvalidPayload, PayloadTooLarge, UnknownTenant
 from app.ids import new_id
+from app.json_depth import MAX_JSON_DEPTH, json_depth
 from app.matching import matches_any
 from app.models import Delivery, DeliveryState, Endpoint, Environment, Event, Tenant, utcnow
 
@@ -38,9 +39,14 @@ class PublishResult:
 
 
 def encode_payload(data: Any, limit: int) -> dict[str, Any]:
-    """The payload as stored: a JSON object within *limit* bytes, or a clear error."""
+    """The payload as stored: a JSON object within *limit* bytes, or a clear error.
+
+    The depth is checked first, without recursion: the encoder after it recurses.
+    """
     if not isinstance(data, Mapping):
         raise InvalidPayload(f"payload must be a JSON object, not {type(data).__name__}")
+    if json_depth(data) > MAX_JSON_DEPTH:
+        raise InvalidPayload(f"data is JSON nested deeper than {MAX_JSON_DEPTH} levels")
     try:
         encoded = canonical_json(dict(data))
     except (TypeError, ValueError) as exc:
@@ -54,12 +60,18 @@ def encode_payload(data: Any, limit: int) -> dict[str, Any]:
 
 
 def _has_nul(value: Any) -> bool:
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, Mapping):
-        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
-    if isinstance(value, list | tuple):
-        return any(_has_nul(item) for item in value)
+    """Whether a string anywhere in *value*, key or value, holds NUL (walked without recursion)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return True
+        elif isinstance(item, Mapping):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
     return False
 
 

@@ -146,6 +146,22 @@ class TestRefusedAtTheDoor:
         assert stack.sql("SELECT count(*) FROM endpoints")[0][0] == 1
 
 
+class TestNoServerErrorOnInput:
+    """Input that used to reach the database or recurse without limit is a 422 naming the field."""
+
+    @pytest.mark.parametrize("depth", [65, 500, 900])
+    def test_event_data_nested_past_64_levels_is_422_and_records_nothing(
+        self, acme: Caller, stack: Stack, depth: int
+    ) -> None:
+        acme.call("POST", "/webhooks", json=webhook_body("http://127.0.0.1:9/a"))
+        raw = '{"type":"crew.status.changed","data":' + '{"d":' * depth + "1" + "}" * depth + "}"
+        response = acme.call("POST", "/events", content=raw.encode(),
+                             headers={"Content-Type": "application/json"})
+        assert response.status_code == 422, response.text[:300]
+        assert response.json() == {"detail": "data is JSON nested deeper than 64 levels"}
+        assert stack.sql("SELECT count(*) FROM events")[0][0] == 0
+
+
 class TestTenancy:
     def test_a_missing_or_wrong_key_is_401(self, acme: Caller, client: TestClient) -> None:
         assert client.get(f"/api/{acme.tenant}/webhooks").status_code == 401

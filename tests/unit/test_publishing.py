@@ -36,6 +36,14 @@ def endpoints_over_queues(h: Harness, tenant: Tenant, queues: int) -> list[Endpo
     raise AssertionError("could not spread endpoints over enough partitions")
 
 
+def nested(depth: int, leaf: Any = 1) -> dict[str, Any]:
+    """An object *depth* levels deep, objects and arrays in turn: ``{"d": [{"d": [… leaf]}]}``."""
+    value = leaf
+    for level in range(depth - 1):
+        value = [value] if level % 2 == 0 else {"d": value}
+    return {"d": value}
+
+
 class TestFanOut:
     """An event gets one delivery per enabled endpoint of its tenant whose filters match."""
 
@@ -210,9 +218,11 @@ class TestBadInput:
             ({"data": {"blob": "x" * (256 * 1024)}}, PayloadTooLarge),
             ({"idempotency_key": ""}, InputError),
             ({"idempotency_key": "k" * 201}, InputError),
+            ({"data": nested(900)}, InvalidPayload),
         ],
         ids=["unknown-tenant", "unknown-type", "malformed-type", "list-payload", "str-payload",
-             "set-in-payload", "nan-in-payload", "too-large", "empty-key", "long-key"],
+             "set-in-payload", "nan-in-payload", "too-large", "empty-key", "long-key",
+             "nested-900-deep"],
     )
     def test_nothing_is_written(self, harness: Harness, change: dict[str, Any],
                                 error: type[Exception]) -> None:
@@ -229,7 +239,18 @@ class TestBadInput:
 
 
 class TestEncodePayload:
-    """The payload limit counts the UTF-8 bytes of the compact JSON."""
+    """The payload limit counts the UTF-8 bytes of the compact JSON; nesting is capped at 64."""
+
+    @pytest.mark.parametrize("depth", [65, 500, 900, 5000])
+    def test_data_nested_past_64_levels_is_refused_before_anything_recurses(self,
+                                                                             depth: int) -> None:
+        with pytest.raises(InvalidPayload, match="data is JSON nested deeper than 64 levels"):
+            encode_payload(nested(depth), 1_000_000)
+
+    def test_data_nested_64_levels_is_kept_and_a_nul_at_the_bottom_still_refused(self) -> None:
+        assert encode_payload(nested(64), 1_000_000) == nested(64)
+        with pytest.raises(InvalidPayload, match="NUL"):
+            encode_payload(nested(64, leaf="a\x00b"), 1_000_000)
 
     def test_a_payload_exactly_at_the_limit_is_accepted(self) -> None:
         data = {"blob": "x" * 1013}  # {"blob":"…"} is 11 bytes of framing

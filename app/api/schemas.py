@@ -117,6 +117,10 @@ class EventCreate(ApiInput):
     environment: EnvironmentName = "production"
     webhook_url: Text | None = Field(default=None, max_length=2048,
                                     description="A one-off destination for this event only.")
+    webhook_secret: Text | None = Field(
+        default=None, max_length=200,
+        description="The one-off destination's secret, in its contract's format; "
+                    "generated when absent.")
     occurred_at: datetime | None = None
 
 
@@ -124,6 +128,8 @@ class EventAccepted(ApiModel):
     id: str
     created: bool
     delivery_ids: list[str]
+    webhook_secret: str | None = Field(
+        default=None, description="The one-off destination's generated secret: shown only here.")
 
 
 # -- deliveries -------------------------------------------------------------------------

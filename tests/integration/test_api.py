@@ -293,12 +293,13 @@ class TestThroughThePipeline:
         again = acme.call("POST", "/dead-letters/requeue", json={"ids": [dead["deliveryId"]]}).json()
         assert again["requeued"] == [] and again["notDead"] == [dead["deliveryId"]]
 
-    def test_a_one_off_webhook_url_gets_the_event_signed_like_the_tenants_webhook(
+    def test_a_one_off_webhook_url_gets_a_generated_secret_never_the_tenants_webhooks_credentials(
         self, acme: Caller, stack: Stack, receiver: Receiver
     ) -> None:
         account = acme.call("POST", "/webhooks", json={
             "endpoint": receiver.url("/account"), "events": ["session.*"],
-            "contract": "cr3dentials", "authHeader": "X-API-Key"}).json()
+            "contract": "cr3dentials", "authHeader": "X-Partner-Key",
+            "headers": {"Authorization": "Bearer partner-live"}}).json()
         receiver.route("/account")
         receiver.route("/session-s7")
         stack.worker()
@@ -306,15 +307,58 @@ class TestThroughThePipeline:
             "type": "session.completed", "data": {"sessionId": "s7"},
             "webhookUrl": receiver.url("/session-s7")})
         assert event.status_code == 202, event.text
+        secret = event.json()["webhookSecret"]
+        assert secret.startswith("c3k_") and secret != account["signatureSecret"]
         wait_until(lambda: receiver.for_path("/session-s7"), what="the one-off delivery")
         [request] = receiver.for_path("/session-s7")
-        assert request.headers["X-API-Key"] == account["signatureSecret"]
+        assert request.headers["X-Partner-Key"] == secret
+        assert "Authorization" not in request.headers
+        assert account["signatureSecret"] not in str(request.headers)
         assert receiver.for_path("/account") == []
+        again = acme.call("POST", "/events", json={
+            "type": "session.completed", "data": {"sessionId": "s7"},
+            "webhookUrl": receiver.url("/session-s7")})
+        assert again.status_code == 200 and "webhookSecret" not in again.json()
         assert [w["id"] for w in acme.call("GET", "/webhooks").json()["items"]] == [account["id"]]
         refused = acme.call("POST", "/events", json={
             "type": "session.completed", "data": {"sessionId": "s8"},
             "webhookUrl": "http://169.254.169.254/latest"})
         assert refused.status_code == 422 and "169.254.169.254" in refused.text
+
+    def test_a_one_off_webhook_url_is_signed_with_the_secret_the_caller_names(
+        self, acme: Caller, stack: Stack, receiver: Receiver
+    ) -> None:
+        acme.call("POST", "/webhooks", json={"endpoint": receiver.url("/account"),
+                                             "events": ["run.*"], "contract": "crewship"})
+        named = "run-1042-secret-known-to-ci"
+        receiver.route("/run-1042", Route(
+            verify=lambda h, b: independently_verified("crewship", named, h, b)))
+        stack.worker()
+        event = acme.call("POST", "/events", json={
+            "type": "run.succeeded", "data": {"run_id": "1042"},
+            "webhookUrl": receiver.url("/run-1042"), "webhookSecret": named})
+        assert event.status_code == 202, event.text
+        assert "webhookSecret" not in event.json()
+        wait_until(lambda: receiver.for_path("/run-1042"), what="the one-off delivery")
+        [request] = receiver.for_path("/run-1042")
+        assert request.verified is True and request.headers["X-Crewship-Event"] == "run.succeeded"
+
+    def test_a_webhook_secret_without_a_url_or_unfit_for_the_contract_is_422_and_writes_nothing(
+        self, acme: Caller, stack: Stack
+    ) -> None:
+        acme.call("POST", "/webhooks", json={"endpoint": "http://127.0.0.1:9/account",
+                                             "events": ["session.*"],
+                                             "contract": "standard-webhooks"})
+        alone = acme.call("POST", "/events", json={
+            "type": "session.completed", "data": {"sessionId": "s1"},
+            "webhookSecret": "whsec_" + "a" * 44})
+        assert alone.status_code == 422 and "needs webhookUrl" in alone.text
+        unfit = acme.call("POST", "/events", json={
+            "type": "session.completed", "data": {"sessionId": "s1"},
+            "webhookUrl": "http://127.0.0.1:9/s1", "webhookSecret": "not-a-whsec-secret"})
+        assert unfit.status_code == 422 and "whsec_" in unfit.text
+        assert stack.sql("SELECT count(*) FROM events")[0][0] == 0
+        assert stack.sql("SELECT count(*) FROM endpoints")[0][0] == 1
 
     def test_deleting_a_webhook_dead_letters_what_waits_for_it(
         self, acme: Caller, stack: Stack

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 from collections import Counter
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -22,7 +23,7 @@ from app.errors import (
 )
 from app.models import Delivery, DeliveryState, Endpoint, Event, Tenant
 from app.partitioning import queue_for
-from app.publishing import encode_payload
+from app.publishing import encode_payload, one_off_secret
 from tests.unit.conftest import Harness, SentTask
 
 
@@ -352,3 +353,62 @@ class TestAddEndpoint:
         with pytest.raises(error):
             admin.add_endpoint(harness.sessions, harness.catalogue, **args)
         assert harness.count(Endpoint) == 0
+
+
+class TestOneOffDestination:
+    """A one-off destination (``webhook_url``) takes the wire format of the tenant's oldest
+    matching webhook, never its credentials."""
+
+    def test_it_gets_a_new_secret_and_none_of_the_templates_secrets_or_static_headers(
+        self, harness: Harness
+    ) -> None:
+        tenant = harness.tenant("acme")
+        template = harness.endpoint(tenant, events=["session.*"], contract="cr3dentials",
+                                    auth_header="X-Partner-Key", timeout_seconds=7,
+                                    max_attempts=2, headers={"Authorization": "Bearer live"})
+        admin.rotate_secret(harness.sessions, template.id, grace=timedelta(hours=1))
+        template = harness.endpoint_row(template.id)
+
+        result = harness.publish(tenant, "session.completed", {"sessionId": "s1"},
+                                 webhook_url="https://bank.example/s1")
+
+        one_off = harness.endpoint_row(harness.delivery(result.delivery_ids[0]).endpoint_id)
+        assert one_off.one_off and one_off.url == "https://bank.example/s1"
+        assert (one_off.contract, one_off.auth_header, one_off.timeout_seconds,
+                one_off.max_attempts) == ("cr3dentials", "X-Partner-Key", 7, 2)
+        assert one_off.secret.startswith("c3k_")
+        assert one_off.secret not in (template.secret, template.previous_secret)
+        assert one_off.previous_secret is None and one_off.headers == {}
+        assert one_off_secret(harness.sessions, result) == one_off.secret
+
+    def test_it_is_signed_with_the_secret_the_caller_names(self, harness: Harness) -> None:
+        tenant = harness.tenant("acme")
+        harness.endpoint(tenant, events=["session.*"], contract="standard-webhooks")
+        named = "whsec_" + base64.b64encode(b"k" * 32).decode()
+
+        result = harness.publish(tenant, "session.completed", {"sessionId": "s1"},
+                                 webhook_url="https://bank.example/s1", webhook_secret=named)
+
+        one_off = harness.endpoint_row(harness.delivery(result.delivery_ids[0]).endpoint_id)
+        assert (one_off.contract, one_off.secret) == ("standard-webhooks", named)
+
+    def test_a_named_secret_unfit_for_the_contract_is_refused_and_nothing_is_written(
+        self, harness: Harness
+    ) -> None:
+        tenant = harness.tenant("acme")
+        harness.endpoint(tenant, events=["session.*"], contract="standard-webhooks")
+        with pytest.raises(InputError, match="whsec_"):
+            harness.publish(tenant, "session.completed", {"sessionId": "s1"},
+                            webhook_url="https://bank.example/s1",
+                            webhook_secret="not-a-standard-webhooks-secret")
+        assert (harness.count(Event), harness.count(Endpoint)) == (0, 1)
+
+    def test_a_repeated_key_shows_no_secret_again(self, harness: Harness) -> None:
+        tenant = harness.tenant("acme")
+        harness.endpoint(tenant, events=["session.*"], contract="cr3dentials")
+        first = harness.publish(tenant, "session.completed", {"sessionId": "s1"},
+                                webhook_url="https://bank.example/s1")
+        again = harness.publish(tenant, "session.completed", {"sessionId": "s1"},
+                                webhook_url="https://bank.example/s1")
+        assert one_off_secret(harness.sessions, first) is not None
+        assert again.created is False and one_off_secret(harness.sessions, again) is None

@@ -42,6 +42,7 @@ import signal
 import sys
 import tempfile
 import time
+import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -367,7 +368,7 @@ def memory_run(ctx: Context, system: System) -> MemoryResult:
     sink.get("/reset")
     settle()
     pgids = [g.pgid for g in system.groups]
-    names = {g.pgid: g.name for g in system.groups}
+    names = {g.pgid: g.name.removeprefix(f"{system.label} ") for g in system.groups}
     rss_before = group_rss(pgids)
     redis_before = RedisMemory.take(args.redis_url, [system.prefix])
     log(f"{system.name} memory: publishing {args.memory_events} events to 503 paths ({result.path})")
@@ -405,7 +406,7 @@ def memory_run(ctx: Context, system: System) -> MemoryResult:
     redis_after = RedisMemory.take(args.redis_url, [system.prefix])
     counts = sink.count()
     result.attempted, result.attempts = counts["fail_unique"], counts["fail_requests"]
-    result.workers = [{"name": names[p], "before": rss_before[p], "after": rss_after[p],
+    result.workers = [{"worker": names[p], "before": rss_before[p], "after": rss_after[p],
                        "increase": rss_after[p] - rss_before[p], "peak_increase": peak[p] - rss_before[p]}
                       for p in pgids]
     result.redis = {"used_before": redis_before.used_memory, "used_after": redis_after.used_memory,
@@ -451,6 +452,7 @@ def isolation_runs(ctx: Context) -> dict[str, Any]:
             ctx.notes.append("isolation black hole: skipped, the healthy phase did not complete")
             return out
         sink.set_mode(paths[HOLE], "hole")
+        system.stop_grace = 3.0  # threads stuck on the black hole would hold a warm shutdown
         settle()
         holed = measured_run(system, sink, "isolation black hole", "isolation", args.isolation_events,
                              route, timeout=args.isolation_timeout, batch=batch, arrives=nine,
@@ -569,6 +571,10 @@ def run_sections(ctx: Context, failures: list[str]) -> None:
             failures.append(f"{label}: {exc}")
             log(f"{label}: {exc}")
             return None
+        except Exception as exc:  # an engine in flux: one broken section must not stop the others
+            failures.append(f"{label}: {type(exc).__name__}: {exc}")
+            log(f"{label}: {type(exc).__name__}: {exc}\n{traceback.format_exc()}")
+            return None
         finally:
             timing[label] = round(time.monotonic() - started, 1)
 
@@ -657,6 +663,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "failures": failures,
     })
     report["figures"] = output.figures(report)
+    report["summary"] = output.summary(report)
     report["completed"] = not failures
     args.results.write_text(json.dumps(report, indent=2) + "\n")
     output.print_report(report)

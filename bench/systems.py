@@ -146,6 +146,8 @@ class HooklineSystem:
         self.targets: list[Target] = []
         self.generation = 0
         self.seq = 0
+        #: Seconds a stopping worker gets to finish its tasks before SIGKILL.
+        self.stop_grace = 10.0
         self.hl: Hookline
         self.pg_url = ""
         self.env: dict[str, str] = {}
@@ -243,7 +245,7 @@ class HooklineSystem:
 
     def stop_workers(self) -> None:
         for group in self.groups:
-            group.stop()
+            group.stop(self.stop_grace)
         self.groups.clear()
 
     def cpu(self) -> CpuSample:

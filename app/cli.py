@@ -549,11 +549,13 @@ def api_cmd(
     import uvicorn
 
     from app.api import create_app
+    from app.api.accesslog import access_log_config
 
     settings = load_settings()
     app = create_app(hookline_for(settings))
     uvicorn.run(app, host=host or settings.api_host, port=port or settings.api_port,
-                log_level=settings.log_level.lower(), proxy_headers=False)
+                log_level=settings.log_level.lower(), proxy_headers=False,
+                log_config=access_log_config())
 
 
 @cli.command()

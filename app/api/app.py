@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.api import deliveries, events, incoming, system, webhooks
+from app.api import accesslog, deliveries, events, incoming, system, webhooks
 from app.api.waiting import WaitSlots
 from app.client import Hookline
 from app.errors import (
@@ -99,6 +99,8 @@ def create_app(hookline: Hookline | None = None) -> FastAPI:
     )
     api.state.hookline = hookline or Hookline.from_env()
     api.state.test_send_waits = WaitSlots(api.state.hookline.settings.api_waiting_test_sends)
+    # Whatever server runs the app, its access log never shows an incoming webhook's token.
+    accesslog.install()
     api.include_router(webhooks.router)
     api.include_router(events.router)
     api.include_router(deliveries.router)

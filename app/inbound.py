@@ -35,6 +35,7 @@ from app.ids import new_id
 from app.json_depth import MAX_JSON_DEPTH, json_depth
 from app.models import Environment, IncomingWebhook, utcnow
 from app.publishing import MAX_IDEMPOTENCY_KEY_LENGTH, check_environment, publish, resolve_tenant
+from app.text import text_problem
 
 TOKEN_PREFIX = "hlin_"
 #: ``secrets.token_urlsafe(32)``: 32 bytes are 43 base64url characters, unpadded.
@@ -108,8 +109,11 @@ def create(
 ) -> NewIncomingWebhook:
     """A new hook for *tenant* (id or name) publishing *event_type*; the token is in the result only."""
     name = name.strip()
-    if not name or len(name) > MAX_NAME_LENGTH or "\x00" in name:
+    if not name or len(name) > MAX_NAME_LENGTH:
         raise InputError(f"name must be 1 to {MAX_NAME_LENGTH} characters")
+    problem = text_problem(name, allow_controls=True)
+    if problem is not None:
+        raise InputError(f"name {problem}")
     declared = catalogue.require(event_type)
     environment = check_environment(environment)
     token = generate_token()

@@ -3,6 +3,7 @@ delivery logs, resends and dead letters over HTTP."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -160,6 +161,84 @@ class TestNoServerErrorOnInput:
         assert response.status_code == 422, response.text[:300]
         assert response.json() == {"detail": "data is JSON nested deeper than 64 levels"}
         assert stack.sql("SELECT count(*) FROM events")[0][0] == 0
+
+    @pytest.mark.parametrize(("method", "path", "body", "field"), [
+        ("POST", "/webhooks", webhook_body("http://127.0.0.1:9/a", description="\ud800"),
+         "description"),
+        ("POST", "/webhooks", webhook_body("http://127.0.0.1:9/a", headers={"X-Route": "eu\ud800"}),
+         "X-Route"),
+        ("POST", "/webhooks", webhook_body("http://127.0.0.1:9/\ud800"), "endpoint"),
+        ("POST", "/events", {"type": "crew.status.changed", "data": {},
+                             "idempotencyKey": "k-\ud800"}, "idempotencyKey"),
+        ("POST", "/incoming-webhooks", {"name": "CI \ud800", "eventType": "run.succeeded"}, "name"),
+    ], ids=["description", "header-value", "url-path", "idempotency-key", "incoming-hook-name"])
+    def test_a_lone_surrogate_is_422_naming_the_field_and_writes_nothing(
+        self, acme: Caller, stack: Stack, method: str, path: str, body: dict[str, Any], field: str
+    ) -> None:
+        response = acme.call(method, path, content=json.dumps(body).encode(),
+                             headers={"Content-Type": "application/json"})
+        assert response.status_code == 422, response.text
+        [error] = response.json()["detail"]
+        assert error["loc"][-1] == field
+        assert "lone surrogate" in error["msg"]
+        assert stack.sql("SELECT (SELECT count(*) FROM endpoints) + (SELECT count(*) FROM events)"
+                         " + (SELECT count(*) FROM incoming_webhooks)")[0][0] == 0
+
+    def test_a_lone_surrogate_in_a_webhook_update_is_422_and_changes_nothing(
+        self, acme: Caller
+    ) -> None:
+        created = acme.call("POST", "/webhooks", json=webhook_body("http://127.0.0.1:9/a",
+                                                                   description="eu")).json()
+        for change in ({"description": "\ud800"}, {"headers": {"\udfff": "x"}},
+                       {"endpoint": "http://127.0.0.1:9/\ud800"}):
+            response = acme.call("PATCH", f"/webhooks/{created['id']}",
+                                 content=json.dumps(change).encode(),
+                                 headers={"Content-Type": "application/json"})
+            assert response.status_code == 422, response.text
+            assert "lone surrogate" in response.json()["detail"][0]["msg"]
+        after = acme.call("GET", f"/webhooks/{created['id']}").json()
+        assert (after["description"], after["headers"], after["endpoint"]) == (
+            "eu", {}, "http://127.0.0.1:9/a")
+
+    @pytest.mark.parametrize("moment", ["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00"],
+                             ids=["before-year-1-in-utc", "after-9999-in-utc"])
+    def test_a_time_utc_cannot_hold_is_422_naming_the_field(self, acme: Caller, stack: Stack,
+                                                            moment: str) -> None:
+        webhook = acme.call("POST", "/webhooks", json=webhook_body("http://127.0.0.1:9/a")).json()
+        log = f"/webhooks/{webhook['id']}/deliveries"
+        for method, path, kwargs, loc in [
+            ("POST", "/events", {"json": {"type": "crew.status.changed", "data": {},
+                                          "occurredAt": moment}}, ["body", "occurredAt"]),
+            ("GET", log, {"params": {"since": moment}}, ["query", "since"]),
+            ("GET", log, {"params": {"until": moment}}, ["query", "until"]),
+            ("GET", "/dead-letters", {"params": {"since": moment}}, ["query", "since"]),
+            ("POST", "/dead-letters/requeue", {"json": {"filter": {"since": moment}}},
+             ["body", "filter", "since"]),
+        ]:
+            response = acme.call(method, path, **kwargs)
+            assert response.status_code == 422, (path, response.text)
+            [error] = response.json()["detail"]
+            assert error["loc"] == loc
+            assert "outside years 1 to 9999 once converted to UTC" in error["msg"]
+        assert stack.sql("SELECT count(*) FROM events")[0][0] == 0
+
+    @pytest.mark.parametrize("number", ["NaN", "Infinity", "-Infinity"])
+    def test_a_number_json_cannot_carry_is_422_naming_the_field(self, acme: Caller,
+                                                                number: str) -> None:
+        webhook = acme.call("POST", "/webhooks", json=webhook_body("http://127.0.0.1:9/a")).json()
+        for method, path, raw, field in [
+            ("POST", "/webhooks", '{"endpoint": "http://127.0.0.1:9/b", "events": ["*"], '
+                                  '"timeoutSeconds": %s}', "timeoutSeconds"),
+            ("PATCH", f"/webhooks/{webhook['id']}", '{"timeoutSeconds": %s}', "timeoutSeconds"),
+            ("POST", f"/webhooks/{webhook['id']}/test", '{"waitSeconds": %s}', "waitSeconds"),
+        ]:
+            response = acme.call(method, path, content=(raw % number).encode(),
+                                 headers={"Content-Type": "application/json"})
+            assert response.status_code == 422, (path, response.text)
+            [error] = response.json()["detail"]
+            assert (error["loc"][-1], error["msg"]) == (field, "Input should be a finite number")
+        assert [w["id"] for w in acme.call("GET", "/webhooks").json()["items"]] == [webhook["id"]]
+        assert acme.call("GET", f"/webhooks/{webhook['id']}").json()["timeoutSeconds"] is None
 
 
 class TestTenancy:

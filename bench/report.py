@@ -78,7 +78,8 @@ def mb(value: float | None) -> str:
 
 
 def ratio(a: float | None, b: float | None) -> float | None:
-    return round(a / b, 2) if a is not None and b else None
+    """a / b when both are positive (a shrinking memory reading has no meaningful ratio)."""
+    return round(a / b, 2) if a is not None and b is not None and a > 0 and b > 0 else None
 
 
 def find(report: dict[str, Any], **match: Any) -> dict[str, Any] | None:
@@ -136,8 +137,12 @@ def figures(report: dict[str, Any]) -> list[dict[str, Any]]:
             rss[0], rss[1], ratio(rss[0], rss[1]),
             note=" · ".join(x for x in (f"hookline {note(h)}" if h else "",
                                           f"naive {note(n)}" if n else "") if x))
-        add("memory_redis", "Redis used_memory increase", "MB", used[0], used[1],
+        keys = [m and round((m["redis"]["keys_bytes_after"] - m["redis"]["keys_bytes_before"]) / MB, 1)
+                for m in (h, n)]
+        add("memory_redis", "Redis used_memory increase (whole server)", "MB", used[0], used[1],
             ratio(used[0], used[1]))
+        add("memory_redis_keys", "Redis, the run's own keys' growth", "MB", keys[0], keys[1],
+            ratio(keys[0], keys[1]))
     iso = report.get("isolation")
     if "isolation" in sections and iso:
         add("isolation_throughput", "isolation: nine healthy keep dlv/s", "×",

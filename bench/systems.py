@@ -283,10 +283,14 @@ class HooklineSystem:
                               "idempotency_key": None, "occurred_at": None} for i in part]
                     result = self.hl.publish_many(self.targets[target].tenant, items)  # type: ignore[attr-defined]
                     for item in result.items:
-                        if item.status == "error" or not item.event_id:
-                            out.fail(str(item.error))
+                        event_id = getattr(item, "event_id", None)
+                        if getattr(item, "status", None) == "error" or not event_id:
+                            out.fail(str(getattr(item, "error", None)))
                         else:
-                            out.add(item.event_id, at, target)
+                            out.add(event_id, at, target)
+                    if len(result.items) != len(part):
+                        out.fail(f"publish_many returned {len(result.items)} results for "
+                                 f"{len(part)} items")
 
         if batch:
             chunk = BATCH_LIMIT * max(1, len({route(i) for i in range(min(count, 1000))}))

@@ -36,6 +36,7 @@ from app.models import (
     utcnow,
 )
 from app.publishing import check_environment, resolve_tenant
+from app.text import text_problem
 
 MAX_URL_LENGTH = 2048
 #: The longest a rotated-out secret may keep signing.
@@ -54,6 +55,9 @@ def validate_endpoint_url(url: str, policy: EgressPolicy | None = None) -> str:
     url = url.strip()
     if len(url) > MAX_URL_LENGTH:
         raise InvalidEndpointURL(f"endpoint URL is longer than {MAX_URL_LENGTH} characters")
+    problem = text_problem(url)
+    if problem is not None:
+        raise InvalidEndpointURL(f"endpoint URL {problem}")
     policy = policy or EgressPolicy()
     destination = policy.check_url(url)
     if destination.address is not None:
@@ -65,6 +69,9 @@ def create_tenant(sessions: sessionmaker[Session], name: str) -> Tenant:
     name = name.strip()
     if not name or len(name) > 200:
         raise InputError("tenant name must be 1 to 200 characters")
+    problem = text_problem(name)
+    if problem is not None:
+        raise InputError(f"tenant name {problem}")
     try:
         with transaction(sessions) as session:
             tenant = Tenant(id=new_id("tnt"), name=name, created_at=utcnow())
@@ -112,6 +119,7 @@ def add_endpoint(
     without one, the strict default applies.
     """
     url = validate_endpoint_url(url, policy)
+    description = check_description(description)
     filters = validate_filters(events, catalogue)
     chosen = get_contract(contract)
     auth_header, static = contract_options(chosen, headers, auth_header)
@@ -132,6 +140,14 @@ def add_endpoint(
         )
         session.add(endpoint)
     return NewEndpoint(endpoint=endpoint, secret=secret)
+
+
+def check_description(description: str | None) -> str | None:
+    """Free text for people: line breaks welcome, but nothing the database cannot store."""
+    problem = None if description is None else text_problem(description, allow_controls=True)
+    if problem is not None:
+        raise InputError(f"description {problem}")
+    return description
 
 
 def check_limits(timeout_seconds: float | None, max_attempts: int | None) -> None:
@@ -189,7 +205,7 @@ def update_endpoint(
         check_limits(timeout, attempts)
         endpoint.timeout_seconds, endpoint.max_attempts = timeout, attempts
         if "description" in changes:
-            endpoint.description = changes["description"]
+            endpoint.description = check_description(changes["description"])
         if "enabled" in changes:
             endpoint.enabled = bool(changes["enabled"])
             endpoint.disabled_reason = None if endpoint.enabled else "disabled through the API"

@@ -67,18 +67,20 @@ def hookline_for(settings: Settings) -> Hookline:
 
 
 def parse_since(text: str | None) -> datetime | None:
-    """``2h``, ``30m``, ``7d``, ``45s`` ago, or an ISO-8601 time."""
+    """``2h``, ``30m``, ``7d``, ``45s`` ago, or an ISO-8601 time (UTC unless it says)."""
     if text is None:
         return None
-    match = re.fullmatch(r"(\d+)([smhd])", text.strip())
-    if match:
-        unit = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}[match.group(2)]
-        return datetime.now(UTC) - timedelta(**{unit: int(match.group(1))})
+    match = re.fullmatch(r"([0-9]{1,12})([smhd])", text.strip())
     try:
+        if match:
+            unit = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}[match.group(2)]
+            return datetime.now(UTC) - timedelta(**{unit: int(match.group(1))})
         moment = datetime.fromisoformat(text)
+        return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
+    except OverflowError:
+        fail(f"--since {text!r}: that is before year 1 or after 9999 in UTC")
     except ValueError:
         fail(f"--since {text!r}: use a duration like 2h or 30m, or an ISO-8601 time")
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 # -- db ---------------------------------------------------------------------------------
@@ -553,11 +555,13 @@ def api_cmd(
     import uvicorn
 
     from app.api import create_app
+    from app.api.accesslog import access_log_config
 
     settings = load_settings()
     app = create_app(hookline_for(settings))
     uvicorn.run(app, host=host or settings.api_host, port=port or settings.api_port,
-                log_level=settings.log_level.lower(), proxy_headers=False)
+                log_level=settings.log_level.lower(), proxy_headers=False,
+                log_config=access_log_config())
 
 
 @cli.command()

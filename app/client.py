@@ -135,11 +135,13 @@ class Hookline:
                 idempotency_key: str | None = None,
                 environment: str = "production",
                 webhook_url: str | None = None,
+                webhook_secret: str | None = None,
                 endpoint_ids: Sequence[str] | None = None) -> PublishResult:
         """Record *event_type* for *tenant* with payload *data* and deliver it to subscribers.
 
         *webhook_url* sends it to that one-off destination instead (checked against the
-        egress policy); *endpoint_ids* to exactly those endpoints.
+        egress policy), signed with *webhook_secret* or a new secret of its own;
+        *endpoint_ids* to exactly those endpoints.
         """
         if webhook_url is not None:
             webhook_url = validate_endpoint_url(webhook_url, self.egress_policy)
@@ -148,6 +150,7 @@ class Hookline:
                        max_payload_bytes=self.settings.max_payload_bytes,
                        occurred_at=occurred_at, idempotency_key=idempotency_key,
                        environment=environment, webhook_url=webhook_url,
+                       webhook_secret=webhook_secret,
                        endpoint_ids=endpoint_ids, cache=self.subscriber_cache,
                        enqueue=self.coalescer.submit)
 

@@ -32,8 +32,10 @@ from app.db import transaction
 from app.dispatch import Dispatcher
 from app.errors import InputError, InvalidPayload, UnknownIncomingWebhook
 from app.ids import new_id
+from app.json_depth import MAX_JSON_DEPTH, json_depth
 from app.models import Environment, IncomingWebhook, utcnow
 from app.publishing import MAX_IDEMPOTENCY_KEY_LENGTH, check_environment, publish, resolve_tenant
+from app.text import text_problem
 
 TOKEN_PREFIX = "hlin_"
 #: ``secrets.token_urlsafe(32)``: 32 bytes are 43 base64url characters, unpadded.
@@ -44,8 +46,6 @@ MAX_NAME_LENGTH = 200
 #: A caller's ``Idempotency-Key`` is stored as ``{hook id}:{key}``, so it must leave
 #: room for an id (at most 40 characters) within the events' limit.
 MAX_CALLER_KEY_LENGTH = MAX_IDEMPOTENCY_KEY_LENGTH - 41
-#: Deeper JSON is refused before anything walks it recursively.
-MAX_JSON_DEPTH = 64
 #: Where hooks are served, below the public URL.
 PATH = "/hooks/"
 
@@ -76,27 +76,9 @@ def parse_body(raw: bytes) -> dict[str, Any]:
         kind = {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}.get(
             type(data), "a number")
         raise InvalidPayload(f"the body must be a JSON object, not {kind}")
-    if _depth(data) > MAX_JSON_DEPTH:
+    if json_depth(data) > MAX_JSON_DEPTH:
         raise InvalidPayload(f"the body is JSON nested deeper than {MAX_JSON_DEPTH} levels")
     return data
-
-
-def _depth(value: Any) -> int:
-    """How deeply *value*'s objects and arrays nest, without recursion."""
-    deepest = 0
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    while stack:
-        item, level = stack.pop()
-        if isinstance(item, dict):
-            children: Any = item.values()
-        elif isinstance(item, list):
-            children = item
-        else:
-            continue
-        deepest = max(deepest, level)
-        if level <= MAX_JSON_DEPTH:
-            stack.extend((child, level + 1) for child in children)
-    return deepest
 
 
 def caller_key(hook_id: str, key: str | None) -> str | None:
@@ -127,8 +109,11 @@ def create(
 ) -> NewIncomingWebhook:
     """A new hook for *tenant* (id or name) publishing *event_type*; the token is in the result only."""
     name = name.strip()
-    if not name or len(name) > MAX_NAME_LENGTH or "\x00" in name:
+    if not name or len(name) > MAX_NAME_LENGTH:
         raise InputError(f"name must be 1 to {MAX_NAME_LENGTH} characters")
+    problem = text_problem(name, allow_controls=True)
+    if problem is not None:
+        raise InputError(f"name {problem}")
     declared = catalogue.require(event_type)
     environment = check_environment(environment)
     token = generate_token()

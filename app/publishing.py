@@ -18,11 +18,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.catalogue import Catalogue
+from app.contracts import get_contract
 from app.contracts.base import canonical_json
 from app.db import transaction
 from app.dispatch import Dispatcher
 from app.errors import InputError, InvalidPayload, PayloadTooLarge, UnknownTenant
 from app.ids import new_id
+from app.json_depth import MAX_JSON_DEPTH, json_depth
 from app.matching import matches_any
 from app.models import Delivery, DeliveryState, Endpoint, Environment, Event, Tenant, utcnow
 from app.subscribers import SubscriberCache
@@ -39,9 +41,14 @@ class PublishResult:
 
 
 def encode_payload(data: Any, limit: int) -> dict[str, Any]:
-    """The payload as stored: a JSON object within *limit* bytes, or a clear error."""
+    """The payload as stored: a JSON object within *limit* bytes, or a clear error.
+
+    The depth is checked first, without recursion: the encoder after it recurses.
+    """
     if not isinstance(data, Mapping):
         raise InvalidPayload(f"payload must be a JSON object, not {type(data).__name__}")
+    if json_depth(data) > MAX_JSON_DEPTH:
+        raise InvalidPayload(f"data is JSON nested deeper than {MAX_JSON_DEPTH} levels")
     try:
         encoded = canonical_json(dict(data))
     except (TypeError, ValueError) as exc:
@@ -55,12 +62,18 @@ def encode_payload(data: Any, limit: int) -> dict[str, Any]:
 
 
 def _has_nul(value: Any) -> bool:
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, Mapping):
-        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
-    if isinstance(value, list | tuple):
-        return any(_has_nul(item) for item in value)
+    """Whether a string anywhere in *value*, key or value, holds NUL (walked without recursion)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return True
+        elif isinstance(item, Mapping):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
     return False
 
 
@@ -97,14 +110,16 @@ def publish(
     webhook_url: str | None = None,
     endpoint_ids: Sequence[str] | None = None,
     guard: Callable[[Session], None] | None = None,
+    webhook_secret: str | None = None,
     cache: SubscriberCache | None = None,
     enqueue: Callable[[list[tuple[str, str]]], None] | None = None,
 ) -> PublishResult:
     """Record an event for *tenant*, fan it out to matching endpoints and enqueue them.
 
     Only endpoints of the event's *environment* receive it. *webhook_url* sends the
-    event to that one-off destination instead (Cr3dentials' per-session URL), signed
-    like the tenant's oldest webhook subscribed to the type; the caller validates the
+    event to that one-off destination instead (Cr3dentials' per-session URL), in the
+    wire format of the tenant's oldest webhook subscribed to the type and signed with
+    *webhook_secret* or a new secret (:func:`one_off_endpoint`); the caller validates the
     URL. *endpoint_ids* sends it to exactly those endpoints (a test send). *guard*
     runs first inside the event's transaction, a repeated idempotency key included;
     if it raises, nothing is written (an incoming webhook checks there that it is
@@ -146,7 +161,7 @@ def publish(
                     return existing
             if webhook_url is not None:
                 endpoint_ids = [one_off_endpoint(session, tenant_row, event_type, environment,
-                                                 webhook_url, now).id]
+                                                 webhook_url, now, webhook_secret).id]
             event, deliveries = record_event(
                 session, tenant_row, event_type, payload, now=now,
                 occurred_at=occurred_at, idempotency_key=idempotency_key,
@@ -221,22 +236,31 @@ def subscribers(session: Session, tenant_id: str, event_type: str,
 
 
 def one_off_endpoint(session: Session, tenant: Tenant, event_type: str, environment: str,
-                     url: str, now: datetime) -> Endpoint:
-    """A hidden endpoint for one event's one-off destination, signed like the tenant's
-    oldest webhook subscribed to *event_type* (its contract, secrets and headers)."""
+                     url: str, now: datetime, secret: str | None = None) -> Endpoint:
+    """A hidden endpoint for one event's one-off destination, in the wire format of the
+    tenant's oldest webhook subscribed to *event_type* (its contract, credential header
+    name, timeout and attempts).
+
+    It is signed with a secret of its own: *secret* when the caller names one (checked
+    against the contract), else a new one (:func:`one_off_secret` reads it back). Never
+    the template's secrets or static headers: those are another receiver's credentials.
+    """
     matching = subscribers(session, tenant.id, event_type, environment)
     if not matching:
         raise InputError(
-            f"webhookUrl needs a {environment} webhook subscribed to {event_type!r} to sign with")
+            f"webhookUrl needs a {environment} webhook subscribed to {event_type!r} "
+            "to take its wire format from")
     template = matching[0]
+    contract = get_contract(template.contract)
+    if secret is not None:
+        contract.validate_secret(secret)
     endpoint = Endpoint(
         id=new_id("ep"), tenant_id=tenant.id, url=url, event_types=[event_type], enabled=True,
-        contract=template.contract, secret=template.secret,
-        previous_secret=template.previous_secret,
-        previous_secret_expires_at=template.previous_secret_expires_at,
-        headers=dict(template.headers or {}), auth_header=template.auth_header,
+        contract=template.contract,
+        secret=secret if secret is not None else contract.generate_secret(),
+        headers={}, auth_header=template.auth_header,
         timeout_seconds=template.timeout_seconds, max_attempts=template.max_attempts,
-        description=f"one-off destination (signed like {template.id})",
+        description=f"one-off destination (wire format of {template.id})",
         environment=environment, one_off=True, created_at=now, updated_at=now,
     )
     session.add(endpoint)
@@ -274,3 +298,14 @@ def _existing(session: Session, tenant_id: str, key: str) -> PublishResult | Non
         return None
     ids = list(session.scalars(select(Delivery.id).where(Delivery.event_id == event.id)))
     return PublishResult(event_id=event.id, delivery_ids=ids, created=False)
+
+
+def one_off_secret(sessions: sessionmaker[Session], result: PublishResult) -> str | None:
+    """The secret of the one-off destination *result* created, for its caller to show once;
+    None for any other result (a repeated idempotency key included)."""
+    if not result.created or len(result.delivery_ids) != 1:
+        return None
+    with transaction(sessions) as session:
+        return session.scalar(
+            select(Endpoint.secret).join(Delivery, Delivery.endpoint_id == Endpoint.id)
+            .where(Delivery.id == result.delivery_ids[0], Endpoint.one_off))

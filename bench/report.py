@@ -48,6 +48,27 @@ def memory_dict(result: Any) -> dict[str, Any]:
     return data
 
 
+def summary(report: dict[str, Any]) -> dict[str, Any]:
+    """The headline figures by name (the keys earlier versions of results.json had, and ratios)."""
+    rows = {row["key"]: row for row in report["figures"]}
+
+    def get(key: str, column: str) -> Any:
+        return rows.get(key, {}).get(column)
+
+    return {
+        "hookline_deliveries_per_s": get("throughput_single", "hookline"),
+        "hookline_batch_deliveries_per_s": get("throughput_batch", "hookline"),
+        "naive_deliveries_per_s": get("throughput_single", "naive"),
+        "ratio": get("throughput_single", "ratio"),
+        "batch_ratio": get("throughput_batch", "ratio"),
+        "hookline_drain_deliveries_per_s": get("drain", "hookline"),
+        "naive_drain_deliveries_per_s": get("drain", "naive"),
+        "drain_ratio": get("drain", "ratio"),
+        "targets": {key: {"target": row["target"], "status": row["status"]}
+                    for key, row in rows.items()},
+    }
+
+
 def fmt(value: float | None, digits: int = 1) -> str:
     return "-" if value is None else f"{value:,.{digits}f}"
 
@@ -57,7 +78,8 @@ def mb(value: float | None) -> str:
 
 
 def ratio(a: float | None, b: float | None) -> float | None:
-    return round(a / b, 2) if a is not None and b else None
+    """a / b when both are positive (a shrinking memory reading has no meaningful ratio)."""
+    return round(a / b, 2) if a is not None and b is not None and a > 0 and b > 0 else None
 
 
 def find(report: dict[str, Any], **match: Any) -> dict[str, Any] | None:
@@ -109,13 +131,18 @@ def figures(report: dict[str, Any]) -> list[dict[str, Any]]:
         def note(m: dict[str, Any] | None) -> str:
             return f"{m['attempted']:,}/{m['published']:,} attempted" if m else ""
 
+        rss = [m and round(m["rss_increase"] / MB, 1) for m in (h, n)]
+        used = [m and round(m["redis"]["used_increase"] / MB, 1) for m in (h, n)]
         add("memory_rss", f"worker RSS increase, {s['memory_events']:,} failing", "MB",
-            h and round(h["rss_increase"] / MB, 1), n and round(n["rss_increase"] / MB, 1),
+            rss[0], rss[1], ratio(rss[0], rss[1]),
             note=" · ".join(x for x in (f"hookline {note(h)}" if h else "",
                                           f"naive {note(n)}" if n else "") if x))
-        add("memory_redis", "Redis used_memory increase", "MB",
-            h and round(h["redis"]["used_increase"] / MB, 1),
-            n and round(n["redis"]["used_increase"] / MB, 1))
+        keys = [m and round((m["redis"]["keys_bytes_after"] - m["redis"]["keys_bytes_before"]) / MB, 1)
+                for m in (h, n)]
+        add("memory_redis", "Redis used_memory increase (whole server)", "MB", used[0], used[1],
+            ratio(used[0], used[1]))
+        add("memory_redis_keys", "Redis, the run's own keys' growth", "MB", keys[0], keys[1],
+            ratio(keys[0], keys[1]))
     iso = report.get("isolation")
     if "isolation" in sections and iso:
         add("isolation_throughput", "isolation: nine healthy keep dlv/s", "×",
@@ -171,7 +198,7 @@ def print_report(report: dict[str, Any]) -> None:
 
 def print_runs(runs: list[dict[str, Any]]) -> None:
     print()
-    header = (f"{'run':<24}{'path':>8}{'done':>6}{'recv':>7}{'dup':>5}{'conns':>7}{'publish/s':>11}"
+    header = (f"{'run':<24}{'path':>12}{'done':>6}{'recv':>7}{'dup':>5}{'conns':>7}{'publish/s':>11}"
               f"{'deliv/s':>10}{'end':>5}{'p50 ms':>10}{'p99 ms':>10}{'max ms':>10}{'cpu ms/dlv':>12}")
     print(header)
     print("-" * len(header))
@@ -179,7 +206,7 @@ def print_runs(runs: list[dict[str, Any]]) -> None:
         lat = r["latency_ms"]
         bound = ">" if r["latency_lower_bound"] else ""
         end = {"database": "sql", "receiver": "rcv", "end of wait": "cut"}.get(r["end_source"], "")
-        print(f"{r['name']:<24}{r['path']:>8}{'yes' if r['completed'] else 'NO':>6}{r['received']:>7}"
+        print(f"{r['name']:<24}{r['path']:>12}{'yes' if r['completed'] else 'NO':>6}{r['received']:>7}"
               f"{r['duplicates']:>5}{r['connections']:>7}{fmt(r['publish_rate']):>11}"
               f"{fmt(r['deliveries_per_s']):>10}{end:>5}{bound + fmt(lat.get('p50')):>10}"
               f"{bound + fmt(lat.get('p99')):>10}{bound + fmt(lat.get('max')):>10}"
@@ -213,7 +240,7 @@ def print_memory(memory: list[dict[str, Any]], s: dict[str, Any]) -> None:
                 f"{m['attempted']:>11,}{m['attempts']:>9,}{m['wait_seconds']:>8.1f}  ")
         for i, w in enumerate(m["workers"]):
             print((lead if i == 0 else " " * len(lead))
-                  + f"{w['name'][-22:]:<22}{mb(w['before']):>9}{mb(w['after']):>9}"
+                  + f"{w['worker'][:22]:<22}{mb(w['before']):>9}{mb(w['after']):>9}"
                   f"{mb(w['increase']):>9}{mb(w['peak_increase']):>9}")
         r = m["redis"]
         print(f"{'':<10}Redis used_memory {mb(r['used_before'])} -> {mb(r['used_after'])} "
@@ -261,7 +288,7 @@ def print_figures(rows: list[dict[str, Any]]) -> None:
     print(header)
     print("-" * len(header))
     for row in rows:
-        hook = row["note"] if row["hookline"] is None and row["note"].startswith("n/a") else \
+        hook = "n/a" if row["hookline"] is None and row["note"].startswith("n/a") else \
             fmt(row["hookline"])
-        print(f"{row['figure']:<42}{row['unit']:>6}{hook[:11]:>11}{fmt(row['naive']):>11}"
+        print(f"{row['figure']:<42}{row['unit']:>6}{hook:>11}{fmt(row['naive']):>11}"
               f"{fmt(row['ratio'], 2):>8}{row['target']:>10}{row['status']:>8}  {row['note']}")

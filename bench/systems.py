@@ -146,6 +146,8 @@ class HooklineSystem:
         self.targets: list[Target] = []
         self.generation = 0
         self.seq = 0
+        #: Seconds a stopping worker gets to finish its tasks before SIGKILL.
+        self.stop_grace = 10.0
         self.hl: Hookline
         self.pg_url = ""
         self.env: dict[str, str] = {}
@@ -243,7 +245,7 @@ class HooklineSystem:
 
     def stop_workers(self) -> None:
         for group in self.groups:
-            group.stop()
+            group.stop(self.stop_grace)
         self.groups.clear()
 
     def cpu(self) -> CpuSample:
@@ -281,10 +283,14 @@ class HooklineSystem:
                               "idempotency_key": None, "occurred_at": None} for i in part]
                     result = self.hl.publish_many(self.targets[target].tenant, items)  # type: ignore[attr-defined]
                     for item in result.items:
-                        if item.status == "error" or not item.event_id:
-                            out.fail(str(item.error))
+                        event_id = getattr(item, "event_id", None)
+                        if getattr(item, "status", None) == "error" or not event_id:
+                            out.fail(str(getattr(item, "error", None)))
                         else:
-                            out.add(item.event_id, at, target)
+                            out.add(event_id, at, target)
+                    if len(result.items) != len(part):
+                        out.fail(f"publish_many returned {len(result.items)} results for "
+                                 f"{len(part)} items")
 
         if batch:
             chunk = BATCH_LIMIT * max(1, len({route(i) for i in range(min(count, 1000))}))

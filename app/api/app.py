@@ -5,11 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.api import deliveries, events, incoming, system, webhooks
+from app.api import accesslog, deliveries, events, incoming, system, webhooks
+from app.api.validation import utf8_safe, validation_problem
 from app.api.waiting import WaitSlots
 from app.client import Hookline
 from app.errors import (
@@ -103,6 +105,8 @@ def create_app(hookline: Hookline | None = None) -> FastAPI:
     )
     api.state.hookline = hookline or Hookline.from_env()
     api.state.test_send_waits = WaitSlots(api.state.hookline.settings.api_waiting_test_sends)
+    # Whatever server runs the app, its access log never shows an incoming webhook's token.
+    accesslog.install()
     api.include_router(webhooks.router)
     api.include_router(events.router)
     api.include_router(deliveries.router)
@@ -113,8 +117,10 @@ def create_app(hookline: Hookline | None = None) -> FastAPI:
     @api.exception_handler(HooklineError)
     async def hookline_error(_request: Request, exc: HooklineError) -> JSONResponse:
         status = _status_for(exc)
-        detail: Any = "not found" if status == 404 else str(exc)
+        detail: Any = "not found" if status == 404 else utf8_safe(str(exc))
         return JSONResponse({"detail": detail}, status_code=status)
+
+    api.add_exception_handler(RequestValidationError, validation_problem)
 
     @api.exception_handler(DataError)
     async def unstorable(_request: Request, _exc: DataError) -> JSONResponse:

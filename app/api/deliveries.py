@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query
@@ -26,7 +25,7 @@ def delivery_log(
     webhookId: IdPath, tenant: TenantDep, hookline: HooklineDep,
     status: Annotated[schemas.DeliveryStateName | None, Query()] = None,
     eventType: TextQuery = None,
-    since: datetime | None = None, until: datetime | None = None,
+    since: schemas.UtcDateTime | None = None, until: schemas.UtcDateTime | None = None,
     limit: Limit = 50, cursor: Cursor = None,
 ) -> schemas.DeliveryPage:
     """The webhook's deliveries, newest first, each with every attempt."""
@@ -108,7 +107,7 @@ def list_dead_letters(
     webhookId: IdQuery = None,
     eventType: TextQuery = None,
     reason: TextQuery = None,
-    since: datetime | None = None, limit: Limit = 50, cursor: Cursor = None,
+    since: schemas.UtcDateTime | None = None, limit: Limit = 50, cursor: Cursor = None,
 ) -> schemas.DeadLetterPage:
     flt = deadletters.DeadLetterFilter(endpoint_id=webhookId, event_type=eventType,
                                        reason=reason, since=since, tenant_id=tenant)

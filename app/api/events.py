@@ -8,8 +8,10 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Response
 from sqlalchemy import select
 
+from app import publishing
 from app.api import schemas, views
 from app.api.deps import HooklineDep, IdPath, TenantDep
+from app.client import Hookline
 from app.db import transaction
 from app.fanout import ItemError
 from app.models import Delivery, Event
@@ -18,17 +20,34 @@ router = APIRouter(prefix="/api/{tenantId}/events", tags=["events"])
 
 
 @router.post("", status_code=202, response_model=schemas.EventAccepted,
+             response_model_exclude_none=True,
              responses={200: {"model": schemas.EventAccepted,
                               "description": "A repeated idempotency key: the first event."}})
 def publish_event(body: schemas.EventCreate, tenant: TenantDep, hookline: HooklineDep,
                   response: Response) -> schemas.EventAccepted:
-    result = hookline.publish(tenant, body.type, body.data, occurred_at=body.occurred_at,
-                              idempotency_key=body.idempotency_key, environment=body.environment,
-                              webhook_url=body.webhook_url)
+    if body.webhook_url is None:
+        if body.webhook_secret is not None:
+            raise HTTPException(422, "webhookSecret signs a one-off destination: it needs webhookUrl")
+        result = hookline.publish(tenant, body.type, body.data, occurred_at=body.occurred_at,
+                                  idempotency_key=body.idempotency_key,
+                                  environment=body.environment)
+        generated = None
+    else:
+        result = _publish_one_off(hookline, tenant, body, body.webhook_url)
+        generated = (publishing.one_off_secret(hookline.sessions, result)
+                     if body.webhook_secret is None else None)
     if not result.created:
         response.status_code = 200
     return schemas.EventAccepted(id=result.event_id, created=result.created,
-                                 delivery_ids=list(result.delivery_ids))
+                                 delivery_ids=list(result.delivery_ids), webhook_secret=generated)
+
+
+def _publish_one_off(hookline: Hookline, tenant: str, body: schemas.EventCreate,
+                     url: str) -> publishing.PublishResult:
+    """The event to its one-off destination *url*, signed with the caller's or a new secret."""
+    return hookline.publish(tenant, body.type, body.data, occurred_at=body.occurred_at,
+                            idempotency_key=body.idempotency_key, environment=body.environment,
+                            webhook_url=url, webhook_secret=body.webhook_secret)
 
 
 @router.post("/batch", status_code=200, response_model=schemas.EventBatchAccepted)

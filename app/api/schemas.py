@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 from pydantic.alias_generators import to_camel
 
 #: Ids are a prefix and base32 (``ep_01J…``); anything else cannot name a row.
@@ -14,6 +14,21 @@ ID_PATTERN = r"^[A-Za-z0-9_-]{1,40}$"
 TEXT_PATTERN = r"^[^\x00]*$"
 Id = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
 Text = Annotated[str, StringConstraints(pattern=TEXT_PATTERN)]
+
+
+def in_utc(moment: datetime) -> datetime:
+    """*moment* in UTC (a time without an offset is UTC already); a ValueError if UTC
+    cannot hold it (``0001-01-01T00:00:00+14:00`` is before year 1 there)."""
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("the time falls outside years 1 to 9999 once converted to UTC") from None
+
+
+#: A time in a request: stored and compared in UTC, so it must exist there.
+UtcDateTime = Annotated[datetime, AfterValidator(in_utc)]
 
 EnvironmentName = Literal["production", "staging"]
 ContractName = Literal["crewpass", "crewship", "cr3dentials", "wallet-crew", "standard-webhooks"]
@@ -28,10 +43,11 @@ class ApiModel(BaseModel):
 
 
 class ApiInput(BaseModel):
-    """A request body: camelCase only, unknown fields refused."""
+    """A request body: camelCase only, unknown fields refused, numbers finite (JSON has no NaN)."""
 
     model_config = ConfigDict(alias_generator=to_camel, validate_by_name=False,
-                              validate_by_alias=True, extra="forbid", serialize_by_alias=True)
+                              validate_by_alias=True, extra="forbid", serialize_by_alias=True,
+                              allow_inf_nan=False)
 
 
 # -- webhooks ---------------------------------------------------------------------------
@@ -122,13 +138,19 @@ class EventCreate(ApiInput):
     environment: EnvironmentName = "production"
     webhook_url: Text | None = Field(default=None, max_length=2048,
                                     description="A one-off destination for this event only.")
-    occurred_at: datetime | None = None
+    webhook_secret: Text | None = Field(
+        default=None, max_length=200,
+        description="The one-off destination's secret, in its contract's format; "
+                    "generated when absent.")
+    occurred_at: UtcDateTime | None = None
 
 
 class EventAccepted(ApiModel):
     id: str
     created: bool
     delivery_ids: list[str]
+    webhook_secret: str | None = Field(
+        default=None, description="The one-off destination's generated secret: shown only here.")
 
 
 class EventBatchCreate(ApiInput):
@@ -233,7 +255,7 @@ class DeadLetterSelection(ApiInput):
     webhook_id: Id | None = None
     event_type: Text | None = Field(default=None, max_length=128)
     reason: Text | None = Field(default=None, max_length=40)
-    since: datetime | None = None
+    since: UtcDateTime | None = None
 
 
 class RequeueRequest(ApiInput):

@@ -5,7 +5,8 @@ Body::
     {"id":"evt_…","event":"run.succeeded","created_at":"2026-06-08T10:00:00Z","data":{…}}
 
 Headers: ``X-Crewship-Event`` (event type), ``X-Crewship-Delivery`` (the delivery id:
-one per event and endpoint, the same on every retry, the receiver's dedupe key),
+one per event and endpoint, the same on every retry; not signed, so receivers dedupe on
+the body's ``id``, see docs/contracts/crewship.md),
 ``X-Crewship-Timestamp`` (unix seconds at signing) and ``X-Crewship-Signature:
 sha256=<hex(hmac_sha256(secret, "{timestamp}." + raw_body))>``. The HMAC key is the
 secret's UTF-8 bytes.

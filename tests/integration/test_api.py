@@ -3,6 +3,7 @@ delivery logs, resends and dead letters over HTTP."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -146,6 +147,100 @@ class TestRefusedAtTheDoor:
         assert stack.sql("SELECT count(*) FROM endpoints")[0][0] == 1
 
 
+class TestNoServerErrorOnInput:
+    """Input that used to reach the database or recurse without limit is a 422 naming the field."""
+
+    @pytest.mark.parametrize("depth", [65, 500, 900])
+    def test_event_data_nested_past_64_levels_is_422_and_records_nothing(
+        self, acme: Caller, stack: Stack, depth: int
+    ) -> None:
+        acme.call("POST", "/webhooks", json=webhook_body("http://127.0.0.1:9/a"))
+        raw = '{"type":"crew.status.changed","data":' + '{"d":' * depth + "1" + "}" * depth + "}"
+        response = acme.call("POST", "/events", content=raw.encode(),
+                             headers={"Content-Type": "application/json"})
+        assert response.status_code == 422, response.text[:300]
+        assert response.json() == {"detail": "data is JSON nested deeper than 64 levels"}
+        assert stack.sql("SELECT count(*) FROM events")[0][0] == 0
+
+    @pytest.mark.parametrize(("method", "path", "body", "field"), [
+        ("POST", "/webhooks", webhook_body("http://127.0.0.1:9/a", description="\ud800"),
+         "description"),
+        ("POST", "/webhooks", webhook_body("http://127.0.0.1:9/a", headers={"X-Route": "eu\ud800"}),
+         "X-Route"),
+        ("POST", "/webhooks", webhook_body("http://127.0.0.1:9/\ud800"), "endpoint"),
+        ("POST", "/events", {"type": "crew.status.changed", "data": {},
+                             "idempotencyKey": "k-\ud800"}, "idempotencyKey"),
+        ("POST", "/incoming-webhooks", {"name": "CI \ud800", "eventType": "run.succeeded"}, "name"),
+    ], ids=["description", "header-value", "url-path", "idempotency-key", "incoming-hook-name"])
+    def test_a_lone_surrogate_is_422_naming_the_field_and_writes_nothing(
+        self, acme: Caller, stack: Stack, method: str, path: str, body: dict[str, Any], field: str
+    ) -> None:
+        response = acme.call(method, path, content=json.dumps(body).encode(),
+                             headers={"Content-Type": "application/json"})
+        assert response.status_code == 422, response.text
+        [error] = response.json()["detail"]
+        assert error["loc"][-1] == field
+        assert "lone surrogate" in error["msg"]
+        assert stack.sql("SELECT (SELECT count(*) FROM endpoints) + (SELECT count(*) FROM events)"
+                         " + (SELECT count(*) FROM incoming_webhooks)")[0][0] == 0
+
+    def test_a_lone_surrogate_in_a_webhook_update_is_422_and_changes_nothing(
+        self, acme: Caller
+    ) -> None:
+        created = acme.call("POST", "/webhooks", json=webhook_body("http://127.0.0.1:9/a",
+                                                                   description="eu")).json()
+        for change in ({"description": "\ud800"}, {"headers": {"\udfff": "x"}},
+                       {"endpoint": "http://127.0.0.1:9/\ud800"}):
+            response = acme.call("PATCH", f"/webhooks/{created['id']}",
+                                 content=json.dumps(change).encode(),
+                                 headers={"Content-Type": "application/json"})
+            assert response.status_code == 422, response.text
+            assert "lone surrogate" in response.json()["detail"][0]["msg"]
+        after = acme.call("GET", f"/webhooks/{created['id']}").json()
+        assert (after["description"], after["headers"], after["endpoint"]) == (
+            "eu", {}, "http://127.0.0.1:9/a")
+
+    @pytest.mark.parametrize("moment", ["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00"],
+                             ids=["before-year-1-in-utc", "after-9999-in-utc"])
+    def test_a_time_utc_cannot_hold_is_422_naming_the_field(self, acme: Caller, stack: Stack,
+                                                            moment: str) -> None:
+        webhook = acme.call("POST", "/webhooks", json=webhook_body("http://127.0.0.1:9/a")).json()
+        log = f"/webhooks/{webhook['id']}/deliveries"
+        for method, path, kwargs, loc in [
+            ("POST", "/events", {"json": {"type": "crew.status.changed", "data": {},
+                                          "occurredAt": moment}}, ["body", "occurredAt"]),
+            ("GET", log, {"params": {"since": moment}}, ["query", "since"]),
+            ("GET", log, {"params": {"until": moment}}, ["query", "until"]),
+            ("GET", "/dead-letters", {"params": {"since": moment}}, ["query", "since"]),
+            ("POST", "/dead-letters/requeue", {"json": {"filter": {"since": moment}}},
+             ["body", "filter", "since"]),
+        ]:
+            response = acme.call(method, path, **kwargs)
+            assert response.status_code == 422, (path, response.text)
+            [error] = response.json()["detail"]
+            assert error["loc"] == loc
+            assert "outside years 1 to 9999 once converted to UTC" in error["msg"]
+        assert stack.sql("SELECT count(*) FROM events")[0][0] == 0
+
+    @pytest.mark.parametrize("number", ["NaN", "Infinity", "-Infinity"])
+    def test_a_number_json_cannot_carry_is_422_naming_the_field(self, acme: Caller,
+                                                                number: str) -> None:
+        webhook = acme.call("POST", "/webhooks", json=webhook_body("http://127.0.0.1:9/a")).json()
+        for method, path, raw, field in [
+            ("POST", "/webhooks", '{"endpoint": "http://127.0.0.1:9/b", "events": ["*"], '
+                                  '"timeoutSeconds": %s}', "timeoutSeconds"),
+            ("PATCH", f"/webhooks/{webhook['id']}", '{"timeoutSeconds": %s}', "timeoutSeconds"),
+            ("POST", f"/webhooks/{webhook['id']}/test", '{"waitSeconds": %s}', "waitSeconds"),
+        ]:
+            response = acme.call(method, path, content=(raw % number).encode(),
+                                 headers={"Content-Type": "application/json"})
+            assert response.status_code == 422, (path, response.text)
+            [error] = response.json()["detail"]
+            assert (error["loc"][-1], error["msg"]) == (field, "Input should be a finite number")
+        assert [w["id"] for w in acme.call("GET", "/webhooks").json()["items"]] == [webhook["id"]]
+        assert acme.call("GET", f"/webhooks/{webhook['id']}").json()["timeoutSeconds"] is None
+
+
 class TestTenancy:
     def test_a_missing_or_wrong_key_is_401(self, acme: Caller, client: TestClient) -> None:
         assert client.get(f"/api/{acme.tenant}/webhooks").status_code == 401
@@ -277,12 +372,13 @@ class TestThroughThePipeline:
         again = acme.call("POST", "/dead-letters/requeue", json={"ids": [dead["deliveryId"]]}).json()
         assert again["requeued"] == [] and again["notDead"] == [dead["deliveryId"]]
 
-    def test_a_one_off_webhook_url_gets_the_event_signed_like_the_tenants_webhook(
+    def test_a_one_off_webhook_url_gets_a_generated_secret_never_the_tenants_webhooks_credentials(
         self, acme: Caller, stack: Stack, receiver: Receiver
     ) -> None:
         account = acme.call("POST", "/webhooks", json={
             "endpoint": receiver.url("/account"), "events": ["session.*"],
-            "contract": "cr3dentials", "authHeader": "X-API-Key"}).json()
+            "contract": "cr3dentials", "authHeader": "X-Partner-Key",
+            "headers": {"Authorization": "Bearer partner-live"}}).json()
         receiver.route("/account")
         receiver.route("/session-s7")
         stack.worker()
@@ -290,15 +386,58 @@ class TestThroughThePipeline:
             "type": "session.completed", "data": {"sessionId": "s7"},
             "webhookUrl": receiver.url("/session-s7")})
         assert event.status_code == 202, event.text
+        secret = event.json()["webhookSecret"]
+        assert secret.startswith("c3k_") and secret != account["signatureSecret"]
         wait_until(lambda: receiver.for_path("/session-s7"), what="the one-off delivery")
         [request] = receiver.for_path("/session-s7")
-        assert request.headers["X-API-Key"] == account["signatureSecret"]
+        assert request.headers["X-Partner-Key"] == secret
+        assert "Authorization" not in request.headers
+        assert account["signatureSecret"] not in str(request.headers)
         assert receiver.for_path("/account") == []
+        again = acme.call("POST", "/events", json={
+            "type": "session.completed", "data": {"sessionId": "s7"},
+            "webhookUrl": receiver.url("/session-s7")})
+        assert again.status_code == 200 and "webhookSecret" not in again.json()
         assert [w["id"] for w in acme.call("GET", "/webhooks").json()["items"]] == [account["id"]]
         refused = acme.call("POST", "/events", json={
             "type": "session.completed", "data": {"sessionId": "s8"},
             "webhookUrl": "http://169.254.169.254/latest"})
         assert refused.status_code == 422 and "169.254.169.254" in refused.text
+
+    def test_a_one_off_webhook_url_is_signed_with_the_secret_the_caller_names(
+        self, acme: Caller, stack: Stack, receiver: Receiver
+    ) -> None:
+        acme.call("POST", "/webhooks", json={"endpoint": receiver.url("/account"),
+                                             "events": ["run.*"], "contract": "crewship"})
+        named = "run-1042-secret-known-to-ci"
+        receiver.route("/run-1042", Route(
+            verify=lambda h, b: independently_verified("crewship", named, h, b)))
+        stack.worker()
+        event = acme.call("POST", "/events", json={
+            "type": "run.succeeded", "data": {"run_id": "1042"},
+            "webhookUrl": receiver.url("/run-1042"), "webhookSecret": named})
+        assert event.status_code == 202, event.text
+        assert "webhookSecret" not in event.json()
+        wait_until(lambda: receiver.for_path("/run-1042"), what="the one-off delivery")
+        [request] = receiver.for_path("/run-1042")
+        assert request.verified is True and request.headers["X-Crewship-Event"] == "run.succeeded"
+
+    def test_a_webhook_secret_without_a_url_or_unfit_for_the_contract_is_422_and_writes_nothing(
+        self, acme: Caller, stack: Stack
+    ) -> None:
+        acme.call("POST", "/webhooks", json={"endpoint": "http://127.0.0.1:9/account",
+                                             "events": ["session.*"],
+                                             "contract": "standard-webhooks"})
+        alone = acme.call("POST", "/events", json={
+            "type": "session.completed", "data": {"sessionId": "s1"},
+            "webhookSecret": "whsec_" + "a" * 44})
+        assert alone.status_code == 422 and "needs webhookUrl" in alone.text
+        unfit = acme.call("POST", "/events", json={
+            "type": "session.completed", "data": {"sessionId": "s1"},
+            "webhookUrl": "http://127.0.0.1:9/s1", "webhookSecret": "not-a-whsec-secret"})
+        assert unfit.status_code == 422 and "whsec_" in unfit.text
+        assert stack.sql("SELECT count(*) FROM events")[0][0] == 0
+        assert stack.sql("SELECT count(*) FROM endpoints")[0][0] == 1
 
     def test_deleting_a_webhook_dead_letters_what_waits_for_it(
         self, acme: Caller, stack: Stack

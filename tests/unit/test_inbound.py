@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from typing import Any
 
 import pytest
@@ -101,6 +102,16 @@ class TestCreation:
     ) -> None:
         with pytest.raises(error):
             create(harness, harness.tenant(), **options)
+        assert harness.count(IncomingWebhook) == 0
+
+    @pytest.mark.parametrize(("name", "shown"), [("CI \ud800", "lone surrogate '\\ud800'"),
+                                                 ("CI\x00", "control character '\\x00'")],
+                             ids=["lone-surrogate", "nul"])
+    def test_a_name_the_database_cannot_store_is_refused_saying_why(
+        self, harness: Harness, name: str, shown: str
+    ) -> None:
+        with pytest.raises(InputError, match="^" + re.escape(f"name has the {shown}")):
+            create(harness, harness.tenant(), name=name)
         assert harness.count(IncomingWebhook) == 0
 
     def test_an_unknown_tenant_is_refused(self, harness: Harness) -> None:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 from collections import Counter
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -22,7 +23,7 @@ from app.errors import (
 )
 from app.models import Delivery, DeliveryState, Endpoint, Event, Tenant
 from app.partitioning import queue_for
-from app.publishing import encode_payload
+from app.publishing import encode_payload, one_off_secret
 from tests.unit.conftest import Harness, SentTask
 
 
@@ -34,6 +35,14 @@ def endpoints_over_queues(h: Harness, tenant: Tenant, queues: int) -> list[Endpo
         if len({queue_for(e.id, h.settings.partitions) for e in endpoints}) == queues:
             return endpoints
     raise AssertionError("could not spread endpoints over enough partitions")
+
+
+def nested(depth: int, leaf: Any = 1) -> dict[str, Any]:
+    """An object *depth* levels deep, objects and arrays in turn: ``{"d": [{"d": [… leaf]}]}``."""
+    value = leaf
+    for level in range(depth - 1):
+        value = [value] if level % 2 == 0 else {"d": value}
+    return {"d": value}
 
 
 class TestFanOut:
@@ -210,9 +219,11 @@ class TestBadInput:
             ({"data": {"blob": "x" * (256 * 1024)}}, PayloadTooLarge),
             ({"idempotency_key": ""}, InputError),
             ({"idempotency_key": "k" * 201}, InputError),
+            ({"data": nested(900)}, InvalidPayload),
         ],
         ids=["unknown-tenant", "unknown-type", "malformed-type", "list-payload", "str-payload",
-             "set-in-payload", "nan-in-payload", "too-large", "empty-key", "long-key"],
+             "set-in-payload", "nan-in-payload", "too-large", "empty-key", "long-key",
+             "nested-900-deep"],
     )
     def test_nothing_is_written(self, harness: Harness, change: dict[str, Any],
                                 error: type[Exception]) -> None:
@@ -229,7 +240,18 @@ class TestBadInput:
 
 
 class TestEncodePayload:
-    """The payload limit counts the UTF-8 bytes of the compact JSON."""
+    """The payload limit counts the UTF-8 bytes of the compact JSON; nesting is capped at 64."""
+
+    @pytest.mark.parametrize("depth", [65, 500, 900, 5000])
+    def test_data_nested_past_64_levels_is_refused_before_anything_recurses(self,
+                                                                             depth: int) -> None:
+        with pytest.raises(InvalidPayload, match="data is JSON nested deeper than 64 levels"):
+            encode_payload(nested(depth), 1_000_000)
+
+    def test_data_nested_64_levels_is_kept_and_a_nul_at_the_bottom_still_refused(self) -> None:
+        assert encode_payload(nested(64), 1_000_000) == nested(64)
+        with pytest.raises(InvalidPayload, match="NUL"):
+            encode_payload(nested(64, leaf="a\x00b"), 1_000_000)
 
     def test_a_payload_exactly_at_the_limit_is_accepted(self) -> None:
         data = {"blob": "x" * 1013}  # {"blob":"…"} is 11 bytes of framing
@@ -331,3 +353,62 @@ class TestAddEndpoint:
         with pytest.raises(error):
             admin.add_endpoint(harness.sessions, harness.catalogue, **args)
         assert harness.count(Endpoint) == 0
+
+
+class TestOneOffDestination:
+    """A one-off destination (``webhook_url``) takes the wire format of the tenant's oldest
+    matching webhook, never its credentials."""
+
+    def test_it_gets_a_new_secret_and_none_of_the_templates_secrets_or_static_headers(
+        self, harness: Harness
+    ) -> None:
+        tenant = harness.tenant("acme")
+        template = harness.endpoint(tenant, events=["session.*"], contract="cr3dentials",
+                                    auth_header="X-Partner-Key", timeout_seconds=7,
+                                    max_attempts=2, headers={"Authorization": "Bearer live"})
+        admin.rotate_secret(harness.sessions, template.id, grace=timedelta(hours=1))
+        template = harness.endpoint_row(template.id)
+
+        result = harness.publish(tenant, "session.completed", {"sessionId": "s1"},
+                                 webhook_url="https://bank.example/s1")
+
+        one_off = harness.endpoint_row(harness.delivery(result.delivery_ids[0]).endpoint_id)
+        assert one_off.one_off and one_off.url == "https://bank.example/s1"
+        assert (one_off.contract, one_off.auth_header, one_off.timeout_seconds,
+                one_off.max_attempts) == ("cr3dentials", "X-Partner-Key", 7, 2)
+        assert one_off.secret.startswith("c3k_")
+        assert one_off.secret not in (template.secret, template.previous_secret)
+        assert one_off.previous_secret is None and one_off.headers == {}
+        assert one_off_secret(harness.sessions, result) == one_off.secret
+
+    def test_it_is_signed_with_the_secret_the_caller_names(self, harness: Harness) -> None:
+        tenant = harness.tenant("acme")
+        harness.endpoint(tenant, events=["session.*"], contract="standard-webhooks")
+        named = "whsec_" + base64.b64encode(b"k" * 32).decode()
+
+        result = harness.publish(tenant, "session.completed", {"sessionId": "s1"},
+                                 webhook_url="https://bank.example/s1", webhook_secret=named)
+
+        one_off = harness.endpoint_row(harness.delivery(result.delivery_ids[0]).endpoint_id)
+        assert (one_off.contract, one_off.secret) == ("standard-webhooks", named)
+
+    def test_a_named_secret_unfit_for_the_contract_is_refused_and_nothing_is_written(
+        self, harness: Harness
+    ) -> None:
+        tenant = harness.tenant("acme")
+        harness.endpoint(tenant, events=["session.*"], contract="standard-webhooks")
+        with pytest.raises(InputError, match="whsec_"):
+            harness.publish(tenant, "session.completed", {"sessionId": "s1"},
+                            webhook_url="https://bank.example/s1",
+                            webhook_secret="not-a-standard-webhooks-secret")
+        assert (harness.count(Event), harness.count(Endpoint)) == (0, 1)
+
+    def test_a_repeated_key_shows_no_secret_again(self, harness: Harness) -> None:
+        tenant = harness.tenant("acme")
+        harness.endpoint(tenant, events=["session.*"], contract="cr3dentials")
+        first = harness.publish(tenant, "session.completed", {"sessionId": "s1"},
+                                webhook_url="https://bank.example/s1")
+        again = harness.publish(tenant, "session.completed", {"sessionId": "s1"},
+                                webhook_url="https://bank.example/s1")
+        assert one_off_secret(harness.sessions, first) is not None
+        assert again.created is False and one_off_secret(harness.sessions, again) is None

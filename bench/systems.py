@@ -133,8 +133,10 @@ class HooklineSystem:
     name = "hookline"
 
     def __init__(self, args: Any, sink: Sink, workdir: Path, registry: list[Group],
-                 prefixes: list[str], *, workers: int, label: str) -> None:
+                 prefixes: list[str], *, workers: int, label: str,
+                 settings: dict[str, Any] | None = None) -> None:
         self.args = args
+        self.overrides = dict(settings or {})
         self.sink = sink
         self.workdir = workdir
         self.registry = registry
@@ -163,7 +165,7 @@ class HooklineSystem:
                 broker_key_prefix=self.prefix, data_dir=self.workdir, log_level="WARNING",
                 worker_concurrency=self.args.concurrency, worker_pool=self.args.pool,
                 # The sink is plain http on 127.0.0.1, which the egress policy refuses by default.
-                allow_http=True, egress_allow=["127.0.0.1/32"],
+                allow_http=True, egress_allow=["127.0.0.1/32"], **self.overrides,
             )
             self.hl = Hookline(settings)
             self._stack.callback(self.hl.close)

@@ -26,8 +26,9 @@ from app.catalogue import Catalogue, default_catalogue
 from app.classification import TransportError
 from app.engine.circuit import Circuit, CircuitPolicy, is_failure, observe, start_probe
 from app.engine.claim import Claim, claim
+from app.engine.grouping import Group
 from app.engine.judge import Decision, Outcome, deferred, describe, judge
-from app.engine.record import Ledger, park, record, split, stripped
+from app.engine.record import Ledger, merge, park, record, split, stripped
 from app.engine.render import render
 from app.engine.schedule import ScheduledRetry
 from app.engine.send import Deferred, OutgoingRequest, SendResult, ThreadedSender
@@ -115,6 +116,9 @@ class DeliveryEngine:
         self.clock = clock
         self.unix_time = unix_time
         self.uniform = uniform
+        self._claim_group: Group[tuple[str, ...], tuple[list[Claim], list[str]]] = Group(
+            self._claim_many)
+        self._record_group: Group[Ledger, set[str]] = Group(self._record_many)
 
     def lease_seconds(self, batch_size: int) -> float:
         """A claimed attempt's lease: its whole deadline, the wait for a slot, and slack.
@@ -131,13 +135,7 @@ class DeliveryEngine:
     # -- the whole batch -------------------------------------------------------------------
     def run(self, delivery_ids: Sequence[str]) -> BatchOutcome:
         outcome = BatchOutcome()
-        now = self.clock()
-        with self.engine.begin() as conn:
-            claims, outcome.skipped = claim(
-                conn, delivery_ids, now=now, lease_seconds=self.lease_seconds(len(delivery_ids)),
-                read_timeout=self.settings.read_timeout,
-                probe_seconds=self.settings.connect_timeout + self.settings.read_timeout
-                + self.settings.lease_margin)
+        claims, outcome.skipped = self._claim_group(tuple(delivery_ids))
         if not claims:
             return outcome
         ledger = Ledger()
@@ -191,9 +189,34 @@ class DeliveryEngine:
             ledger.observations.pop(endpoint_id, None)
         for item in claims:
             self._book(item, decisions[item.delivery_id], finished, ledger, outcome)
-        written = self._record(ledger, finished)
+        written = self._record_group(ledger)
         self._drop_superseded(outcome, written)
         return outcome
+
+    # -- the database steps, grouped across the tasks running at once ----------------------
+    def _claim_many(self, batches: Sequence[tuple[str, ...]]
+                    ) -> list[tuple[list[Claim], list[str]]]:
+        """One claim transaction for every waiting task's ids; each gets its own claims."""
+        wanted = list(dict.fromkeys(i for ids in batches for i in ids))
+        now = self.clock()
+        with self.engine.begin() as conn:
+            claims, _skipped = claim(
+                conn, wanted, now=now, lease_seconds=self.lease_seconds(len(wanted)),
+                read_timeout=self.settings.read_timeout,
+                probe_seconds=self.settings.connect_timeout + self.settings.read_timeout
+                + self.settings.lease_margin)
+        by_id = {c.delivery_id: c for c in claims}
+        shares: list[tuple[list[Claim], list[str]]] = []
+        for ids in batches:
+            mine = [by_id.pop(i) for i in ids if i in by_id]
+            taken = {c.delivery_id for c in mine}
+            shares.append((mine, [i for i in ids if i not in taken]))
+        return shares
+
+    def _record_many(self, ledgers: Sequence[Ledger]) -> list[set[str]]:
+        """One record transaction for every waiting task's ledger."""
+        written = self._record(merge(ledgers), self.clock())
+        return [written] * len(ledgers)
 
     def _record(self, ledger: Ledger, now: datetime) -> set[str]:
         """The batch's record in one transaction; if the database refuses it, one delivery

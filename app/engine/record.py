@@ -110,9 +110,12 @@ def record(conn: Connection, ledger: Ledger, *, now: datetime,
         ids = [u["b_id"] for u in ledger.updates]
         if result.rowcount == len(ids):
             written = set(ids)
-        else:  # rare: some were taken over; ours are the rows stamped with this moment
-            written = set(conn.scalars(select(table.c.id).where(
-                table.c.id.in_(ids), table.c.updated_at == now)))
+        else:  # rare: some were taken over; ours are the rows that now hold what we wrote
+            wrote = {u["b_id"]: (u["updated_at"], u["attempt_count"], u["state"])
+                     for u in ledger.updates}
+            rows = conn.execute(select(table.c.id, table.c.updated_at, table.c.attempt_count,
+                                       table.c.state).where(table.c.id.in_(ids))).all()
+            written = {row[0] for row in rows if (row[1], row[2], row[3]) == wrote[row[0]]}
     for endpoint_id, reason in ledger.disable.items():
         tenant_id = conn.scalar(update(Endpoint).where(Endpoint.id == endpoint_id)
                                 .values(enabled=False, disabled_reason=reason, updated_at=now)
@@ -161,6 +164,19 @@ def count_failures(conn: Connection, endpoint_id: str, failures: Sequence[bool],
         circuit_retry_at=case((opening, now + timedelta(seconds=policy.cooloff_seconds)),
                               else_=Endpoint.circuit_retry_at),
     ))
+
+
+def merge(ledgers: Sequence[Ledger]) -> Ledger:
+    """Several batches' ledgers as one, to record them in one transaction."""
+    merged = Ledger()
+    for ledger in ledgers:
+        merged.attempts += ledger.attempts
+        merged.updates += ledger.updates
+        merged.disable.update(ledger.disable)
+        merged.circuits.update(ledger.circuits)
+        for endpoint_id, failures in ledger.observations.items():
+            merged.observations.setdefault(endpoint_id, []).extend(failures)
+    return merged
 
 
 def split(ledger: Ledger) -> list[Ledger]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import cache
 from typing import Any
 
 from sqlalchemy import Connection, Table, and_, bindparam, select, update
@@ -90,39 +91,40 @@ def claim(conn: Connection, delivery_ids: Sequence[str], *, now: datetime,
     not due, already taken or finished). Every claimed row's lease is *lease_seconds*
     from *now*, plus whatever an endpoint's own read timeout adds to *read_timeout*.
     """
-    table = Delivery.__table__
     lease = now + timedelta(seconds=lease_seconds)
-    returned = conn.execute(
-        update(Delivery)
-        .where(Delivery.id.in_(list(delivery_ids)),
-               Delivery.state.in_(CLAIMABLE_STATES),
-               Delivery.next_attempt_at <= now + CLOCK_SKEW)
-        .values(state=DeliveryState.IN_FLIGHT, attempt_count=Delivery.attempt_count + 1,
-                lease_expires_at=lease, updated_at=now)
-        .returning(table.c.id, table.c.attempt_count, table.c.endpoint_id, table.c.event_id)
-    ).all()
+    params = {"ids": list(delivery_ids), "due": now + CLOCK_SKEW, "lease": lease, "now": now}
+    endpoints: dict[str, EndpointRow] = {}
+    events: dict[str, EventRow] = {}
+    returned: list[tuple[Any, ...]] = []
+    if conn.dialect.name == "postgresql":
+        # One round trip: the claim and the rows it needs, in one statement.
+        for row in conn.execute(_claim_and_read(), params):
+            returned.append((row.d_id, row.d_attempts, row.d_endpoint, row.d_event))
+            endpoints.setdefault(row.id, _endpoint(row))
+            events.setdefault(row.e_id, EventRow(row.e_id, row.e_tenant, row.e_type,
+                                                 row.e_payload, row.e_occurred))
+    else:
+        returned = [tuple(row) for row in conn.execute(_claim_statement(), params)]
+        if returned:
+            endpoints = {row.id: _endpoint(row) for row in conn.execute(
+                _endpoints_statement(), {"ids": list({row[2] for row in returned})})}
+            events = {row.e_id: EventRow(row.e_id, row.e_tenant, row.e_type, row.e_payload,
+                                         row.e_occurred)
+                      for row in conn.execute(_events_statement(),
+                                              {"ids": list({row[3] for row in returned})})}
     if not returned:
         return [], list(delivery_ids)
-    endpoint_ids = {row[2] for row in returned}
-    event_ids = {row[3] for row in returned}
-    endpoints = {row.id: _endpoint(row) for row in conn.execute(
-        select(*_ENDPOINT_COLUMNS).where(Endpoint.id.in_(endpoint_ids)))}
-    events = {row.id: EventRow(row.id, row.tenant_id, row.event_type, row.payload,
-                               row.occurred_at)
-              for row in conn.execute(
-                  select(Event.id, Event.tenant_id, Event.event_type, Event.payload,
-                         Event.occurred_at).where(Event.id.in_(event_ids)))}
     _lengthen_leases(conn, returned, endpoints, lease=lease, read_timeout=read_timeout)
     probes = _take_probes(conn, endpoints.values(), now=now, probe_seconds=probe_seconds)
     by_id = {row[0]: row for row in returned}
     claims: list[Claim] = []
     probing: set[str] = set()
     for delivery_id in delivery_ids:
-        row = by_id.pop(delivery_id, None)
-        if row is None:
+        taken = by_id.pop(delivery_id, None)
+        if taken is None:
             continue
-        endpoint = endpoints[row[2]]
-        item = Claim(delivery_id, row[1], endpoint, events[row[3]])
+        endpoint = endpoints[taken[2]]
+        item = Claim(delivery_id, taken[1], endpoint, events[taken[3]])
         circuit = endpoint.circuit
         if endpoint.id in probes and endpoint.id not in probing:
             item.probe = True
@@ -136,6 +138,50 @@ def claim(conn: Connection, delivery_ids: Sequence[str], *, now: datetime,
         claims.append(item)
     claimed = {c.delivery_id for c in claims}
     return claims, [i for i in delivery_ids if i not in claimed]
+
+
+_EVENT_COLUMNS = (
+    Event.id.label("e_id"), Event.tenant_id.label("e_tenant"), Event.event_type.label("e_type"),
+    Event.payload.label("e_payload"), Event.occurred_at.label("e_occurred"),
+)
+
+
+@cache
+def _claim_statement() -> Any:
+    """The claim: due, claimable rows → in_flight, attempt counted, leased (built once)."""
+    table = Delivery.__table__
+    assert isinstance(table, Table)
+    return (
+        update(table)
+        .where(table.c.id.in_(bindparam("ids", expanding=True)),
+               table.c.state.in_([s.value for s in CLAIMABLE_STATES]),
+               table.c.next_attempt_at <= bindparam("due"))
+        .values(state=DeliveryState.IN_FLIGHT.value, attempt_count=table.c.attempt_count + 1,
+                lease_expires_at=bindparam("lease"), updated_at=bindparam("now"))
+        .returning(table.c.id.label("d_id"), table.c.attempt_count.label("d_attempts"),
+                   table.c.endpoint_id.label("d_endpoint"), table.c.event_id.label("d_event"))
+    )
+
+
+@cache
+def _claim_and_read() -> Any:
+    """PostgreSQL: the claim as a CTE, joined to its endpoints and events."""
+    claimed = _claim_statement().cte("claimed")
+    return (
+        select(claimed, *_ENDPOINT_COLUMNS, *_EVENT_COLUMNS)
+        .join_from(claimed, Endpoint, Endpoint.id == claimed.c.d_endpoint)
+        .join(Event, Event.id == claimed.c.d_event)
+    )
+
+
+@cache
+def _endpoints_statement() -> Any:
+    return select(*_ENDPOINT_COLUMNS).where(Endpoint.id.in_(bindparam("ids", expanding=True)))
+
+
+@cache
+def _events_statement() -> Any:
+    return select(*_EVENT_COLUMNS).where(Event.id.in_(bindparam("ids", expanding=True)))
 
 
 def _endpoint(row: Any) -> EndpointRow:

@@ -24,7 +24,14 @@ from sqlalchemy.exc import InterfaceError, OperationalError, StatementError
 
 from app.catalogue import Catalogue, default_catalogue
 from app.classification import TransportError
-from app.engine.circuit import Circuit, CircuitPolicy, is_failure, observe, start_probe
+from app.engine.circuit import (
+    Circuit,
+    CircuitPolicy,
+    CircuitState,
+    is_failure,
+    observe,
+    start_probe,
+)
 from app.engine.claim import Claim, claim
 from app.engine.grouping import Group
 from app.engine.judge import Decision, Outcome, deferred, describe, judge
@@ -187,6 +194,12 @@ class DeliveryEngine:
         ledger.circuits.update(probes)
         for endpoint_id in probes:
             ledger.observations.pop(endpoint_id, None)
+        for item in claims:  # nothing to count: all answered, and the count was clean
+            seen = ledger.observations.get(item.endpoint.id)
+            circuit = item.endpoint.circuit
+            if (seen is not None and not any(seen) and circuit.failures == 0
+                    and circuit.state is CircuitState.CLOSED):
+                del ledger.observations[item.endpoint.id]
         for item in claims:
             self._book(item, decisions[item.delivery_id], finished, ledger, outcome)
         written = self._record_group(ledger)

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import cache
 from typing import Any
 
 from sqlalchemy import Connection, Table, and_, bindparam, case, insert, select, update
@@ -81,6 +82,23 @@ class Ledger:
         })
 
 
+@cache
+def _insert_attempts() -> Any:
+    return insert(Attempt)
+
+
+@cache
+def _update_outcome() -> Any:
+    """One delivery's outcome, only where this worker's claimed attempt is still the live one."""
+    table = Delivery.__table__
+    assert isinstance(table, Table)
+    return (update(table)
+            .where(and_(table.c.id == bindparam("b_id"),
+                        table.c.state == DeliveryState.IN_FLIGHT.value,
+                        table.c.attempt_count == bindparam("b_claimed")))
+            .values({key: bindparam(key) for key in _UPDATE_KEYS}))
+
+
 _UPDATE_KEYS = ("attempt_count", "state", "updated_at", "last_status_code", "last_error",
                 "next_attempt_at", "queued_at", "lease_expires_at", "dead_reason", "dead_at",
                 "succeeded_at")
@@ -96,17 +114,10 @@ def record(conn: Connection, ledger: Ledger, *, now: datetime,
     table = Delivery.__table__
     assert isinstance(table, Table)
     if ledger.attempts:
-        conn.execute(insert(Attempt), ledger.attempts)
+        conn.execute(_insert_attempts(), ledger.attempts)
     written: set[str] = set()
     if ledger.updates:
-        result = conn.execute(
-            update(table)
-            .where(and_(table.c.id == bindparam("b_id"),
-                        table.c.state == DeliveryState.IN_FLIGHT,
-                        table.c.attempt_count == bindparam("b_claimed")))
-            .values({key: bindparam(key) for key in _UPDATE_KEYS}),
-            ledger.updates,
-        )
+        result = conn.execute(_update_outcome(), ledger.updates)
         ids = [u["b_id"] for u in ledger.updates]
         if result.rowcount == len(ids):
             written = set(ids)

@@ -6,6 +6,7 @@ processes build their own after fork.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Any
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
 from config.settings import Settings
@@ -39,7 +41,40 @@ def create_engine_for(settings: Settings, url: str | None = None) -> Engine:
         engine = create_engine(target, connect_args={"timeout": 30, "check_same_thread": False})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(target, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    engine = create_engine(target, pool_size=10, max_overflow=20)
+    event.listen(engine.pool, "checkout", _ping_if_idle)
+    event.listen(engine.pool, "checkin", _note_checkin)
+    return engine
+
+
+#: A pooled connection idle longer than this is pinged before use; one used more
+#: recently is trusted (a busy worker would otherwise pay a round trip per transaction).
+PING_AFTER_IDLE_SECONDS = 1.0
+
+
+def _note_checkin(_dbapi_connection: Any, record: Any) -> None:
+    record.info["checked_in"] = time.monotonic()
+
+
+def _ping_if_idle(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+    """Pessimistic disconnect handling, as ``pool_pre_ping`` does, for idle connections only.
+
+    A connection that fails the ping is discarded (``DisconnectionError``) and the pool
+    hands out a fresh one, so a restarted database costs no caller an error.
+    """
+    idle_since = record.info.get("checked_in")
+    if idle_since is not None and time.monotonic() - idle_since < PING_AFTER_IDLE_SECONDS:
+        return
+    try:
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute("SELECT 1")
+        finally:
+            cursor.close()
+        if not getattr(dbapi_connection, "autocommit", True):
+            dbapi_connection.rollback()
+    except Exception as exc:
+        raise DisconnectionError(f"connection failed its ping: {exc}") from exc
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:

@@ -16,12 +16,14 @@ events) refuses the whole batch.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cache as cache_statement
 from typing import Any, Literal
 
-from sqlalchemy import Connection, Engine, insert, or_, select, update
+from sqlalchemy import Connection, Engine, insert, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
 
 from app.catalogue import Catalogue
@@ -175,7 +177,8 @@ def write_and_enqueue(engine: Engine, dispatcher: Dispatcher, cache: SubscriberC
     them from its own thread) and nothing is reported parked here.
     """
     deliveries: list[dict[str, Any]] = []
-    for attempt in range(2):
+    quick = one_statement(engine, cache, tenant, environment, valid)
+    for attempt in range(0 if quick is not None else 2):
         try:
             with engine.begin() as conn:
                 written, deliveries = record_events(conn, cache, tenant, environment, valid)
@@ -185,11 +188,72 @@ def write_and_enqueue(engine: Engine, dispatcher: Dispatcher, cache: SubscriberC
             # finds its event and reports this item as existing.
             if attempt == 1 or not any(v.key for v in valid):
                 raise
+    if quick is not None:
+        written, deliveries = quick
     pairs = [(d["id"], d["endpoint_id"]) for d in deliveries]
     if enqueue is not None:
         enqueue(pairs)
         return written, []
     return written, send_or_park(engine, dispatcher, pairs)
+
+
+def one_statement(engine: Engine, cache: SubscriberCache, tenant: str, environment: str,
+                  valid: Sequence[ValidItem]
+                  ) -> tuple[dict[int, ItemResult], list[dict[str, Any]]] | None:
+    """PostgreSQL, one event without an idempotency key, its tenant and subscribers at
+    hand: the event and its deliveries in one autocommitted statement, one round trip.
+
+    The statement writes only while the tenant's endpoints version is still the one the
+    cached subscribers belong to; otherwise it writes nothing and returns None, and the
+    caller takes the ordinary path, which reads the tenant again.
+    """
+    if engine.dialect.name != "postgresql" or len(valid) != 1 or valid[0].key is not None:
+        return None
+    known = cache.tenants.get(tenant)
+    if known is None:
+        return None
+    tenant_id, version = known
+    item = valid[0]
+    targets = cache.cached(tenant_id, version, environment, item.event_type)
+    if targets is None:
+        return None
+    now = utcnow()
+    event_id = item.event_id or new_id("evt")
+    ids = [new_id("dlv") for _ in targets]
+    params: dict[str, Any] = {
+        "tenant": tenant_id, "version": version, "event_id": event_id,
+        "event_type": item.event_type, "payload": json.dumps(item.payload, separators=(",", ":")),
+        "occurred_at": item.occurred_at or now, "environment": environment, "now": now,
+        "pending": DeliveryState.PENDING.value,
+    }
+    for n, (delivery_id, endpoint_id) in enumerate(zip(ids, targets, strict=True)):
+        params[f"d{n}"], params[f"p{n}"] = delivery_id, endpoint_id
+    with engine.connect() as conn:
+        written = conn.execution_options(isolation_level="AUTOCOMMIT").execute(
+            _one_statement(len(ids)), params).scalar_one()
+    if written != 1:
+        return None
+    deliveries = [{"id": d, "endpoint_id": p} for d, p in zip(ids, targets, strict=True)]
+    return {item.index: ItemResult(item.index, "created", event_id, tuple(ids))}, deliveries
+
+
+@cache_statement
+def _one_statement(deliveries: int) -> Any:
+    values = ", ".join(f"(:d{n}, :p{n})" for n in range(deliveries))
+    delivery_insert = "" if not deliveries else f""",
+        d AS (INSERT INTO deliveries (id, event_id, endpoint_id, tenant_id, state, attempt_count,
+                                      next_attempt_at, queued_at, requeue_count, created_at,
+                                      updated_at)
+              SELECT v.id, e.id, v.endpoint_id, e.tenant_id, :pending, 0, :now, :now, 0, :now, :now
+              FROM e, (VALUES {values}) AS v (id, endpoint_id))"""
+    return text(f"""
+        WITH t AS (SELECT id FROM tenants WHERE id = :tenant AND endpoints_version = :version),
+        e AS (INSERT INTO events (id, tenant_id, event_type, payload, occurred_at,
+                                  idempotency_key, environment, created_at)
+              SELECT :event_id, t.id, :event_type, CAST(:payload AS JSONB), :occurred_at, NULL,
+                     :environment, :now
+              FROM t RETURNING id, tenant_id){delivery_insert}
+        SELECT count(*) FROM e""")
 
 
 def record_events(conn: Connection, cache: SubscriberCache, tenant: str, environment: str,
@@ -207,6 +271,9 @@ def record_events(conn: Connection, cache: SubscriberCache, tenant: str, environ
     if row is None:
         raise UnknownTenant(tenant)
     tenant_id, version = row[0], int(row[1] or 0)
+    if len(cache.tenants) > 10_000:
+        cache.tenants.clear()
+    cache.tenants[tenant] = (tenant_id, version)
     now = utcnow()
     keys = sorted({v.key for v in valid if v.key is not None})
     known: dict[str, str] = {}

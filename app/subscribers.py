@@ -34,6 +34,8 @@ class SubscriberCache:
 
     def __init__(self, max_entries: int = 10_000) -> None:
         self._entries: dict[tuple[str, str], tuple[int, tuple[Subscriber, ...]]] = {}
+        #: A tenant reference (id or name) → (tenant id, endpoints version last seen).
+        self.tenants: dict[str, tuple[str, int]] = {}
         self._max_entries = max_entries
         self._lock = threading.Lock()
 
@@ -59,6 +61,15 @@ class SubscriberCache:
 
     def forget(self) -> None:
         self._entries.clear()
+        self.tenants.clear()
+
+    def cached(self, tenant_id: str, version: int, environment: str,
+               event_type: str) -> list[str] | None:
+        """The matching endpoint ids if this version's list is at hand (no database read)."""
+        entry = self._entries.get((tenant_id, environment))
+        if entry is None or entry[0] != version:
+            return None
+        return [s.endpoint_id for s in entry[1] if matches_any(list(s.filters), event_type)]
 
     def matching(self, conn: Connection, tenant_id: str, version: int, environment: str,
                  event_type: str) -> list[str]:

@@ -85,8 +85,9 @@ def batch_item(raw: dict[str, Any]) -> dict[str, Any]:
     """One batch item's JSON as :meth:`Hookline.publish_many` takes it; ItemError if malformed."""
     unknown = sorted(set(raw) - _BATCH_FIELDS)
     if unknown:
-        raise ItemError(unknown[0], f"unknown field {unknown[0]!r} (allowed: "
-                                    f"{', '.join(sorted(_BATCH_FIELDS))})")
+        name = unknown[0] if is_clean_text(unknown[0]) else "event"
+        raise ItemError(name, f"unknown field {unknown[0]!r} (allowed: "
+                              f"{', '.join(sorted(_BATCH_FIELDS))})")
     event_type = raw.get("type")
     if not isinstance(event_type, str) or not event_type:
         raise ItemError("type", "type is required (an event type name)")

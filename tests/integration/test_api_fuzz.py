@@ -116,6 +116,8 @@ BASES: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/api/{tenantId}/webhooks/{webhookId}/secret/rotate"): {},
     ("POST", "/api/{tenantId}/webhooks/{webhookId}/test"): {"waitSeconds": 0},
     ("POST", "/api/{tenantId}/events"): {"type": "crew.status.changed", "data": {}},
+    ("POST", "/api/{tenantId}/events/batch"): {"events": [{"type": "crew.status.changed",
+                                                           "data": {}}]},
     ("POST", "/api/{tenantId}/dead-letters/requeue"): {"filter": {}},
     ("POST", "/api/{tenantId}/incoming-webhooks"): {"name": "fuzz", "eventType": "run.succeeded"},
     ("POST", "/hooks/{token}"): {},

@@ -222,9 +222,8 @@ def print_cpu(runs: list[dict[str, Any]]) -> None:
     print(header)
     print("-" * len(header))
     for r in runs:
-        cpu = r["cpu_ms_per_delivery"]
-        if cpu:
-            print(f"{r['name']:<24}" + "".join(f"{fmt(cpu.get(p), 2):>11}" for p in parts))
+        cpu = r["cpu_ms_per_delivery"]  # empty when a drain was over before the workers answered
+        print(f"{r['name']:<24}" + "".join(f"{fmt(cpu.get(p), 2):>11}" for p in parts))
 
 
 def print_memory(memory: list[dict[str, Any]], s: dict[str, Any]) -> None:

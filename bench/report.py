@@ -37,6 +37,12 @@ class Target:
 
 #: The issue's targets, keyed like the rows of :func:`figures`.
 TARGETS: dict[str, Target] = {
+    "throughput_batch": Target(">=", 3.0),  # publish_many, ≥ 3× the naive sender
+    "throughput_single": Target(">=", 1.5),  # one publish() per event, ≥ 1.5× naive
+    "drain": Target(">=", 3.0),  # workers alone, ≥ 3× the naive workers
+    "latency_p50": Target("<=", 10.0, field="hookline"),  # ms at 100 events/s
+    "latency_p99": Target("<=", 25.0, field="hookline"),
+    "memory_rss": Target("<=", 50.0, field="hookline"),  # MB, the workers' RSS growth in all
     "isolation_throughput": Target(">=", 0.90),  # the nine keep ≥ 90 % of their deliveries/s
     "isolation_p99": Target("<=", 2.0),  # and their p99 at most doubles
 }

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from typing import Any, Protocol
 
 from app.names import DEAD_LETTER_QUEUE, DEAD_LETTER_TASK, DELIVER_TASK
@@ -32,16 +32,7 @@ class Dispatcher:
 
     def enqueue(self, deliveries: Iterable[tuple[str, str]]) -> list[str]:
         """Send ``(delivery_id, endpoint_id)`` pairs now; returns the ids that could not be sent."""
-        by_queue: dict[str, list[str]] = defaultdict(list)
-        for delivery_id, endpoint_id in deliveries:
-            by_queue[queue_for(endpoint_id, self.partitions)].append(delivery_id)
-        failed: list[str] = []
-        for queue, ids in by_queue.items():
-            for start in range(0, len(ids), self.task_batch):
-                chunk = ids[start : start + self.task_batch]
-                if not self._send(DELIVER_TASK, [chunk], queue=queue):
-                    failed.extend(chunk)
-        return failed
+        return self._send_batches(deliveries)
 
     def schedule(self, delivery_id: str, endpoint_id: str, countdown: float) -> bool:
         """Send one delivery to run after *countdown* seconds; False if it could not be sent."""
@@ -50,9 +41,13 @@ class Dispatcher:
             queue=queue_for(endpoint_id, self.partitions), countdown=countdown,
         )
 
-    def schedule_many(self, deliveries: Sequence[tuple[str, str]], countdown: float) -> list[str]:
-        """Send ``(delivery_id, endpoint_id)`` pairs to run after *countdown* seconds, one
-        message per queue and task batch; returns the ids that could not be sent."""
+    def schedule_many(self, deliveries: Iterable[tuple[str, str]], countdown: float) -> list[str]:
+        """Send ``(delivery_id, endpoint_id)`` pairs to run after *countdown* seconds; returns
+        the ids that could not be sent."""
+        return self._send_batches(deliveries, countdown=countdown)
+
+    def _send_batches(self, deliveries: Iterable[tuple[str, str]], **options: Any) -> list[str]:
+        """One message per partition queue and ``task_batch`` ids; the ids not sent."""
         by_queue: dict[str, list[str]] = defaultdict(list)
         for delivery_id, endpoint_id in deliveries:
             by_queue[queue_for(endpoint_id, self.partitions)].append(delivery_id)
@@ -60,7 +55,7 @@ class Dispatcher:
         for queue, ids in by_queue.items():
             for start in range(0, len(ids), self.task_batch):
                 chunk = ids[start : start + self.task_batch]
-                if not self._send(DELIVER_TASK, [chunk], queue=queue, countdown=countdown):
+                if not self._send(DELIVER_TASK, [chunk], queue=queue, **options):
                     failed.extend(chunk)
         return failed
 

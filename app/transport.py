@@ -239,22 +239,22 @@ class RequestsTransport:
                 self._resolver.resolve(destination.host, destination.port)
             response = session.send(prepared, timeout=timeout, allow_redirects=False, stream=True)
         except BlockedDestination as exc:
-            return _failure(TransportError.BLOCKED, exc, elapsed())
+            return failure(TransportError.BLOCKED, exc, elapsed())
         except InvalidEndpointURL as exc:
-            return _failure(TransportError.INVALID_REQUEST, exc, elapsed())
+            return failure(TransportError.INVALID_REQUEST, exc, elapsed())
         except socket.gaierror as exc:
-            return _failure(TransportError.CONNECT, exc, elapsed())
+            return failure(TransportError.CONNECT, exc, elapsed())
         except requests.exceptions.ConnectTimeout as exc:
-            return _failure(TransportError.TIMEOUT, exc, elapsed())
+            return failure(TransportError.TIMEOUT, exc, elapsed())
         except requests.exceptions.Timeout as exc:
-            return _failure(TransportError.TIMEOUT, exc, elapsed())
+            return failure(TransportError.TIMEOUT, exc, elapsed())
         except requests.exceptions.ConnectionError as exc:
-            return _failure(TransportError.CONNECT, exc, elapsed())
+            return failure(TransportError.CONNECT, exc, elapsed())
         except (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema,
                 requests.exceptions.InvalidSchema, requests.exceptions.InvalidHeader) as exc:
-            return _failure(TransportError.INVALID_REQUEST, exc, elapsed())
+            return failure(TransportError.INVALID_REQUEST, exc, elapsed())
         except requests.exceptions.RequestException as exc:
-            return _failure(TransportError.PROTOCOL, exc, elapsed())
+            return failure(TransportError.PROTOCOL, exc, elapsed())
         chunks: list[bytes] = []
         received = 0
         try:
@@ -278,11 +278,9 @@ class RequestsTransport:
         )
 
 
-def _failure(kind: TransportError, exc: Exception, duration_ms: float) -> HttpResult:
-    return HttpResult(
-        status=None,
-        duration_ms=duration_ms,
-        error=kind,
-        error_class=type(exc).__name__,
-        error_message=str(exc)[:500],
-    )
+def failure(kind: TransportError, exc: BaseException, duration_ms: float,
+            message: str | None = None) -> HttpResult:
+    """The result of an attempt that got no HTTP status: the error's kind, class and text."""
+    return HttpResult(status=None, duration_ms=duration_ms, error=kind,
+                      error_class=type(exc).__name__,
+                      error_message=(message or str(exc) or type(exc).__name__)[:500])

@@ -41,7 +41,7 @@ from app.engine.schedule import ScheduledRetry
 from app.engine.send import Deferred, OutgoingRequest, SendResult, ThreadedSender
 from app.models import DeadReason, DeliveryState, utcnow
 from app.retry_policy import RetryPolicy
-from app.transport import HttpResult, Transport
+from app.transport import HttpResult, Transport, failure
 from config.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -159,7 +159,7 @@ class DeliveryEngine:
             request = render(item, self.catalogue, now=started, timestamp=timestamp,
                              timeout=timeout)
             if isinstance(request, Exception):
-                result = _error_result(TransportError.INVALID_REQUEST, request)
+                result = failure(TransportError.INVALID_REQUEST, request, 0.0)
                 decisions[item.delivery_id] = self._judge(item, result, started, ledger)
                 continue
             to_send.append((item, request))
@@ -285,7 +285,7 @@ class DeliveryEngine:
             return self.sender.send_many(requests, skip, seen)
         except Exception as exc:  # the sender itself failed: every request's attempt failed
             log.exception("sending a batch failed")
-            return [_error_result(TransportError.PROTOCOL, exc) for _ in requests]
+            return [failure(TransportError.PROTOCOL, exc, 0.0) for _ in requests]
 
     def _judge(self, item: Claim, result: HttpResult, started: datetime,
                ledger: Ledger) -> Decision:
@@ -301,7 +301,7 @@ class DeliveryEngine:
                          now=self.clock(), policy=self.policy, uniform=self.uniform)
         except Exception as exc:
             log.exception("judging delivery %s failed", item.delivery_id)
-            fallback = _error_result(TransportError.PROTOCOL, exc)
+            fallback = failure(TransportError.PROTOCOL, exc, 0.0)
             return judge(fallback, attempt_number=item.attempt_number,
                          max_attempts=max_attempts, now=self.clock(), policy=self.policy,
                          uniform=lambda a, b: a)
@@ -363,11 +363,6 @@ class DeliveryEngine:
 
 def _bounded(text: str | None, limit: int = 2000) -> str | None:
     return None if text is None else text[:limit]
-
-
-def _error_result(kind: TransportError, exc: BaseException) -> HttpResult:
-    return HttpResult(status=None, duration_ms=0.0, error=kind, error_class=type(exc).__name__,
-                      error_message=(str(exc) or type(exc).__name__)[:500])
 
 
 __all__ = ["BatchOutcome", "DeliveryEngine", "retry_policy_from"]

@@ -46,7 +46,13 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from app.classification import TransportError
 from app.egress import EgressPolicy
 from app.errors import BlockedDestination, InvalidEndpointURL
-from app.transport import MAX_RESPONSE_READ_BYTES, HttpResult, Transport, system_resolver
+from app.transport import (
+    MAX_RESPONSE_READ_BYTES,
+    HttpResult,
+    Transport,
+    failure,
+    system_resolver,
+)
 
 T = TypeVar("T")
 
@@ -268,27 +274,27 @@ class AsyncSender:
             async with asyncio.timeout(connect + read):
                 return await self._post(request, connect, read, elapsed)
         except BlockedDestination as exc:
-            return _failure(TransportError.BLOCKED, exc, elapsed())
+            return failure(TransportError.BLOCKED, exc, elapsed())
         except InvalidEndpointURL as exc:
-            return _failure(TransportError.INVALID_REQUEST, exc, elapsed())
+            return failure(TransportError.INVALID_REQUEST, exc, elapsed())
         except socket.gaierror as exc:
-            return _failure(TransportError.CONNECT, exc, elapsed())
+            return failure(TransportError.CONNECT, exc, elapsed())
         except TimeoutError as exc:
-            return _failure(TransportError.TIMEOUT, exc, elapsed(),
+            return failure(TransportError.TIMEOUT, exc, elapsed(),
                             message=f"no complete answer within {connect + read:g} s")
         except aiohttp.ClientConnectorDNSError as exc:
-            return _failure(TransportError.CONNECT, exc, elapsed())
+            return failure(TransportError.CONNECT, exc, elapsed())
         except (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError,
                 ConnectionError) as exc:
-            return _failure(TransportError.CONNECT, exc, elapsed())
+            return failure(TransportError.CONNECT, exc, elapsed())
         except (aiohttp.InvalidURL, ValueError, UnicodeError, LookupError) as exc:
-            return _failure(TransportError.INVALID_REQUEST, exc, elapsed())
+            return failure(TransportError.INVALID_REQUEST, exc, elapsed())
         except (aiohttp.ClientError, OSError) as exc:
-            return _failure(TransportError.PROTOCOL, exc, elapsed())
+            return failure(TransportError.PROTOCOL, exc, elapsed())
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # anything else is this attempt's failure, never the batch's
-            return _failure(TransportError.PROTOCOL, exc, elapsed())
+            return failure(TransportError.PROTOCOL, exc, elapsed())
 
     async def _post(self, request: OutgoingRequest, connect: float, read: float,
                     elapsed: Callable[[], float]) -> HttpResult:
@@ -345,7 +351,7 @@ class ThreadedSender:
                 result = self.transport.send(request.url, request.body, request.headers,
                                              request.timeout)
             except Exception as exc:  # a transport bug is this request's failure only
-                result = _failure(TransportError.PROTOCOL, exc, 0.0)
+                result = failure(TransportError.PROTOCOL, exc, 0.0)
             if seen is not None:
                 seen(request, result)
             results.append(result)
@@ -353,10 +359,3 @@ class ThreadedSender:
 
     def close(self) -> None:
         return None
-
-
-def _failure(kind: TransportError, exc: BaseException, duration_ms: float,
-             message: str | None = None) -> HttpResult:
-    return HttpResult(status=None, duration_ms=duration_ms, error=kind,
-                      error_class=type(exc).__name__,
-                      error_message=(message or str(exc) or type(exc).__name__)[:500])

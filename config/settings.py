@@ -89,6 +89,10 @@ class Settings(BaseSettings):
     circuit_cooloff_seconds: float = Field(
         default=15.0, gt=0, description="First cool-off of an open circuit; doubled per failed probe.")
     circuit_max_cooloff_seconds: float = Field(default=600.0, gt=0)
+    worker_max_in_flight: int = Field(
+        default=500, ge=1, le=100_000,
+        description="Deliveries one worker process works on at once (its memory); a batch "
+        "waits for room before it claims.")
     worker_prefetch: int = Field(
         default=2, ge=1, le=1024,
         description="Celery prefetch multiplier: messages reserved per pool slot.")

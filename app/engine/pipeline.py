@@ -24,6 +24,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError, StatementError
 
 from app.catalogue import Catalogue, default_catalogue
 from app.classification import TransportError
+from app.engine.capacity import Capacity, Permits
 from app.engine.circuit import (
     Circuit,
     CircuitPolicy,
@@ -123,6 +124,7 @@ class DeliveryEngine:
         self.clock = clock
         self.unix_time = unix_time
         self.uniform = uniform
+        self.capacity = Capacity(settings.worker_max_in_flight)
         self._claim_group: Group[tuple[str, ...], tuple[list[Claim], list[str]]] = Group(
             self._claim_many)
         self._record_group: Group[Ledger, set[str]] = Group(self._record_many)
@@ -141,8 +143,16 @@ class DeliveryEngine:
 
     # -- the whole batch -------------------------------------------------------------------
     def run(self, delivery_ids: Sequence[str]) -> BatchOutcome:
+        permits = Permits(self.capacity, len(delivery_ids))
+        try:
+            return self._run(delivery_ids, permits)
+        finally:
+            permits.give_all()
+
+    def _run(self, delivery_ids: Sequence[str], permits: Permits) -> BatchOutcome:
         outcome = BatchOutcome()
         claims, outcome.skipped = self._claim_group(tuple(delivery_ids))
+        permits.give(len(outcome.skipped))
         if not claims:
             return outcome
         ledger = Ledger()
@@ -163,8 +173,9 @@ class DeliveryEngine:
                 decisions[item.delivery_id] = self._judge(item, result, started, ledger)
                 continue
             to_send.append((item, request))
+        permits.give(len(claims) - len(to_send))
         disabled: set[str] = set()
-        results = self._send([r for _, r in to_send], disabled)
+        results = self._send([r for _, r in to_send], disabled, permits)
         finished = self.clock()
         probes: dict[str, Circuit] = {}
         for (item, _request), sent in zip(to_send, results, strict=True):
@@ -273,11 +284,13 @@ class DeliveryEngine:
             return deferred(item.deferred_until, now, "circuit open")
         return None
 
-    def _send(self, requests: list[OutgoingRequest], disabled: set[str]) -> list[SendResult]:
+    def _send(self, requests: list[OutgoingRequest], disabled: set[str],
+              permits: Permits) -> list[SendResult]:
         def skip(request: OutgoingRequest) -> bool:
             return request.key in disabled
 
         def seen(request: OutgoingRequest, result: HttpResult) -> None:
+            permits.give()
             if result.status == 410:
                 disabled.add(request.key)
 

@@ -608,7 +608,7 @@ def run_sections(ctx: Context, failures: list[str]) -> None:
                 # at its default, the receivers' circuits would open and most deliveries
                 # would wait deferred instead, which holds even less.
                 with ctx.hookline(args.workers, "hookline memory",
-                                  circuit_failure_threshold=10_000) as system:
+                                  circuit_failure_threshold=1_000_000) as system:
                     memory.append(output.memory_dict(memory_run(ctx, system)))
             attempt("hookline memory", hookline_memory)
         if not args.skip_naive:

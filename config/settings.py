@@ -85,7 +85,8 @@ class Settings(BaseSettings):
     slot_wait: float = Field(default=1.0, ge=0, le=60,
                              description="How long a delivery waits for its endpoint's slot.")
     circuit_failure_threshold: int = Field(
-        default=10, ge=1, le=10_000, description="Failures in a row that open an endpoint's circuit.")
+        default=10, ge=1, le=1_000_000,
+        description="Failures in a row that open an endpoint's circuit.")
     circuit_cooloff_seconds: float = Field(
         default=15.0, gt=0, description="First cool-off of an open circuit; doubled per failed probe.")
     circuit_max_cooloff_seconds: float = Field(default=600.0, gt=0)

@@ -43,7 +43,6 @@ from app.subscribers import SubscriberCache
 
 #: Most events one call (or one ``POST …/events/batch``) may carry.
 MAX_BATCH_EVENTS = 1000
-MAX_IDEMPOTENCY_KEY_LENGTH = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +100,7 @@ def field_of(exc: InputError) -> str:
 def validate_item(catalogue: Catalogue, item: Mapping[str, Any], index: int,
                   max_payload_bytes: int) -> ValidItem:
     """One batch item checked like a single publish; :class:`InputError` otherwise."""
-    from app.publishing import encode_payload, implied_idempotency_key
+    from app.publishing import MAX_IDEMPOTENCY_KEY_LENGTH, encode_payload, implied_idempotency_key
 
     event_type = item.get("event_type")
     if not isinstance(event_type, str):

@@ -59,10 +59,6 @@ class SubscriberCache:
             self._entries[key] = (version, subscribers)
         return subscribers
 
-    def forget(self) -> None:
-        self._entries.clear()
-        self.tenants.clear()
-
     def cached(self, tenant_id: str, version: int, environment: str,
                event_type: str) -> list[str] | None:
         """The matching endpoint ids if this version's list is at hand (no database read)."""

@@ -70,11 +70,17 @@ def system_resolver(host: str, port: int) -> list[ResolvedAddress]:
 
 
 class CheckedResolver:
-    """Resolves a host and returns its addresses only if the policy allows every one of them."""
+    """Resolves a host and returns its addresses only if the policy allows every one of them.
 
-    def __init__(self, policy: EgressPolicy, resolver: Resolver = system_resolver) -> None:
+    *exempt* names (a configured proxy) are resolved without the policy: the operator
+    chose them, and the destination behind a proxy is checked separately.
+    """
+
+    def __init__(self, policy: EgressPolicy, resolver: Resolver = system_resolver,
+                 exempt: frozenset[str] = frozenset()) -> None:
         self.policy = policy
         self._resolver = resolver
+        self._exempt = exempt
 
     def resolve(self, host: str, port: int) -> list[ResolvedAddress]:
         """Every address of *host*; ``BlockedDestination`` if any one is refused.
@@ -86,8 +92,9 @@ class CheckedResolver:
         answers = list(self._resolver(host, port))
         if not answers:
             raise socket.gaierror(socket.EAI_NONAME, f"{host} has no addresses")
-        for _family, sockaddr in answers:
-            self.policy.check_address(str(sockaddr[0]), host=host)
+        if host not in self._exempt:
+            for _family, sockaddr in answers:
+                self.policy.check_address(str(sockaddr[0]), host=host)
         return answers
 
 

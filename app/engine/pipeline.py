@@ -306,7 +306,7 @@ class DeliveryEngine:
         ledger.attempt(delivery_id=item.delivery_id, attempt_number=item.attempt_number,
                        started_at=started, duration_ms=result.duration_ms,
                        status_code=result.status, error_class=result.error_class,
-                       error_message=_bounded(describe(result)),
+                       error_message=describe(result),
                        response_excerpt=result.body_excerpt)
         max_attempts = item.endpoint.max_attempts or self.settings.max_attempts
         try:
@@ -372,10 +372,6 @@ class DeliveryEngine:
 
     def close(self) -> None:
         self.sender.close()
-
-
-def _bounded(text: str | None, limit: int = 2000) -> str | None:
-    return None if text is None else text[:limit]
 
 
 __all__ = ["BatchOutcome", "DeliveryEngine", "retry_policy_from"]

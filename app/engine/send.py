@@ -48,6 +48,7 @@ from app.egress import EgressPolicy
 from app.errors import BlockedDestination, InvalidEndpointURL
 from app.transport import (
     MAX_RESPONSE_READ_BYTES,
+    CheckedResolver,
     HttpResult,
     Transport,
     failure,
@@ -105,28 +106,11 @@ class LoopThread:
 
 
 class CheckedAsyncResolver(AbstractResolver):
-    """Resolves in a thread and returns the addresses only if the policy allows every one.
+    """aiohttp's face of :class:`app.transport.CheckedResolver`: resolves in a thread and
+    returns the addresses only if the policy allows every one of them."""
 
-    *exempt* names (the configured proxy) are resolved without the policy: the proxy is
-    chosen by the operator, and the destination behind it is checked separately.
-    """
-
-    def __init__(self, policy: EgressPolicy,
-                 resolver: Callable[[str, int], Sequence[Any]] = system_resolver,
-                 exempt: frozenset[str] = frozenset()) -> None:
-        self.policy = policy
-        self._resolver = resolver
-        self._exempt = exempt
-
-    def check(self, host: str, port: int) -> list[Any]:
-        host = host.strip("[]")
-        answers = list(self._resolver(host, port))
-        if not answers:
-            raise socket.gaierror(socket.EAI_NONAME, f"{host} has no addresses")
-        if host not in self._exempt:
-            for _family, sockaddr in answers:
-                self.policy.check_address(str(sockaddr[0]), host=host)
-        return answers
+    def __init__(self, checked: CheckedResolver) -> None:
+        self.check = checked.resolve
 
     async def resolve(self, host: str, port: int = 0,
                       family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
@@ -157,8 +141,8 @@ class AsyncSender:
         self._excerpt_bytes = excerpt_bytes
         self._policy = policy or EgressPolicy()
         proxy_host = urlsplit(proxy).hostname if proxy else None
-        self._resolver = CheckedAsyncResolver(
-            self._policy, resolver, frozenset({proxy_host}) if proxy_host else frozenset())
+        self._resolver = CheckedAsyncResolver(CheckedResolver(
+            self._policy, resolver, frozenset({proxy_host}) if proxy_host else frozenset()))
         self._proxy = proxy
         self._ca_bundle = ca_bundle
         self._per_endpoint = per_endpoint

@@ -34,13 +34,6 @@ class Dispatcher:
         """Send ``(delivery_id, endpoint_id)`` pairs now; returns the ids that could not be sent."""
         return self._send_batches(deliveries)
 
-    def schedule(self, delivery_id: str, endpoint_id: str, countdown: float) -> bool:
-        """Send one delivery to run after *countdown* seconds; False if it could not be sent."""
-        return self._send(
-            DELIVER_TASK, [[delivery_id]],
-            queue=queue_for(endpoint_id, self.partitions), countdown=countdown,
-        )
-
     def schedule_many(self, deliveries: Iterable[tuple[str, str]], countdown: float) -> list[str]:
         """Send ``(delivery_id, endpoint_id)`` pairs to run after *countdown* seconds; returns
         the ids that could not be sent."""

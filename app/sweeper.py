@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.db import transaction
 from app.dispatch import Dispatcher
+from app.engine.schedule import ScheduledRetry, group_retries
 from app.ids import new_id
 from app.models import (
     CLAIMABLE_STATES,
@@ -169,9 +170,9 @@ class Sweeper:
         due_now = [(r[0], r[1]) for r in rows if r[2] <= now]
         later = [(r[0], r[1], (r[2] - now).total_seconds()) for r in rows if r[2] > now]
         failed = self.dispatcher.enqueue(due_now)
-        for delivery_id, endpoint_id, countdown in later:
-            if not self.dispatcher.schedule(delivery_id, endpoint_id, countdown):
-                failed.append(delivery_id)
+        retries = [ScheduledRetry(d, e, countdown) for d, e, countdown in later]
+        for _queue, countdown, pairs in group_retries(retries, self.dispatcher.partitions):
+            failed += self.dispatcher.schedule_many(pairs, countdown)
         if failed:
             with transaction(self.sessions) as session:
                 session.execute(update(Delivery).where(Delivery.id.in_(failed))

@@ -7,6 +7,7 @@
     │   ├── UnknownTenant
     │   ├── UnknownEndpoint
     │   ├── UnknownIncomingWebhook  unknown, another tenant's or revoked: never told apart
+    │   ├── UnknownReplay           unknown or another tenant's: never told apart
     │   ├── UnknownEventType
     │   ├── InvalidEventType        malformed name or filter pattern
     │   ├── InvalidPayload          not a JSON object, or not serialisable
@@ -52,6 +53,12 @@ class UnknownIncomingWebhook(InputError):
 
     def __init__(self, ref: str | None = None) -> None:
         super().__init__("unknown incoming webhook" + (f": {ref!r}" if ref else ""))
+        self.ref = ref
+
+
+class UnknownReplay(InputError):
+    def __init__(self, ref: str) -> None:
+        super().__init__(f"unknown replay: {ref!r}")
         self.ref = ref
 
 

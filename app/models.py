@@ -73,6 +73,9 @@ class DeliveryState(enum.StrEnum):
     DEAD = "dead"
 
 
+#: States a delivery ends in; only these may be pruned or replayed.
+FINAL_STATES = (DeliveryState.SUCCEEDED, DeliveryState.DEAD)
+
 #: States a delivery can be claimed from.
 CLAIMABLE_STATES = (DeliveryState.PENDING, DeliveryState.RETRY_SCHEDULED)
 
@@ -107,6 +110,8 @@ class Tenant(Base):
     #: Bumped in the same transaction as any change to the tenant's endpoints, so a
     #: publisher's cached subscriber list (app/subscribers.py) knows when it is stale.
     endpoints_version: Mapped[int] = mapped_column(Integer, default=0)
+    #: Days payloads and attempts are kept (app/pruning.py); None means HOOKLINE_RETENTION_DAYS.
+    retention_days: Mapped[int | None] = mapped_column(Integer, default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
@@ -193,11 +198,13 @@ class Event(Base):
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"), index=True)
     event_type: Mapped[str] = mapped_column(String(128), index=True)
-    payload: Mapped[dict[str, Any]] = mapped_column(JSONDoc)
+    #: NULL once pruned (``pruned_at`` set): the deliveries keep their states, not the body.
+    payload: Mapped[dict[str, Any] | None] = mapped_column(JSONDoc, nullable=True)
     occurred_at: Mapped[datetime] = mapped_column(UTCDateTime)
     idempotency_key: Mapped[str | None] = mapped_column(String(200), default=None)
     environment: Mapped[str] = mapped_column(String(20), default=Environment.PRODUCTION)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    pruned_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
 
 
 class Delivery(Base):
@@ -206,6 +213,8 @@ class Delivery(Base):
         UniqueConstraint("event_id", "endpoint_id", name="uq_deliveries_event_endpoint"),
         Index("ix_deliveries_state_due", "state", "next_attempt_at"),
         Index("ix_deliveries_endpoint_state", "endpoint_id", "state"),
+        #: A replay walks one tenant's deliveries by (created_at, id) within its window.
+        Index("ix_deliveries_tenant_created", "tenant_id", "created_at", "id"),
     )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
@@ -244,3 +253,53 @@ class Attempt(Base):
     error_class: Mapped[str | None] = mapped_column(String(120), default=None)
     error_message: Mapped[str | None] = mapped_column(Text, default=None)
     response_excerpt: Mapped[str | None] = mapped_column(Text, default=None)
+
+
+class ReplayStatus(enum.StrEnum):
+    RUNNING = "running"
+    COMPLETED = "completed"
+    CANCELLED = "cancelled"
+
+
+class Replay(Base):
+    """A resend of a tenant's deliveries in a time window (app/replays.py).
+
+    The window is walked in ``(created_at, id)`` order; the cursor is the last delivery
+    handled, written in the same transaction as that batch, so a stopped replay resumes
+    after it and never handles a delivery twice.
+    """
+
+    __tablename__ = "replays"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"), index=True)
+    endpoint_id: Mapped[str | None] = mapped_column(String(40), default=None)
+    event_type: Mapped[str | None] = mapped_column(String(128), default=None)
+    #: succeeded, dead or any.
+    state_filter: Mapped[str] = mapped_column(String(20))
+    since: Mapped[datetime] = mapped_column(UTCDateTime)
+    until: Mapped[datetime] = mapped_column(UTCDateTime)
+    status: Mapped[str] = mapped_column(String(20), default=ReplayStatus.RUNNING)
+    cursor_created_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    cursor_id: Mapped[str | None] = mapped_column(String(40), default=None)
+    matched: Mapped[int] = mapped_column(Integer, default=0)
+    sent: Mapped[int] = mapped_column(Integer, default=0)
+    pruned: Mapped[int] = mapped_column(Integer, default=0)
+    skipped_disabled: Mapped[int] = mapped_column(Integer, default=0)
+    skipped_active: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+
+
+class ReplayItem(Base):
+    """One delivery a replay handled and what it did with it; the key is the guarantee."""
+
+    __tablename__ = "replay_items"
+
+    replay_id: Mapped[str] = mapped_column(ForeignKey("replays.id", ondelete="CASCADE"),
+                                           primary_key=True)
+    source_delivery_id: Mapped[str] = mapped_column(
+        ForeignKey("deliveries.id", ondelete="CASCADE"), primary_key=True)
+    #: sent, pruned, skipped_disabled or skipped_active.
+    outcome: Mapped[str] = mapped_column(String(20))

@@ -119,11 +119,40 @@ class Settings(BaseSettings):
         description="The API's address as senders reach it, the base of incoming webhook URLs "
         "(…/hooks/{token}); unset means http://{api_host}:{api_port}.",
     )
+    metrics_dir: Path | None = Field(
+        default=None,
+        description="Directory the worker processes write their Prometheus counters to and "
+        "`hookline api` reads them from for /metrics (prometheus-client multiprocess mode); "
+        "shared by every worker and API process. Unset: /metrics has the database and broker "
+        "gauges only.",
+    )
+    metrics_token: str | None = Field(
+        default=None, min_length=16,
+        description="Bearer token /metrics requires; unset leaves /metrics open (internal networks).",
+    )
+    metrics_max_endpoints: int = Field(
+        default=100, ge=0, le=10_000,
+        description="At most this many endpoints get their own success-ratio series (the worst first).",
+    )
+    metrics_window_seconds: float = Field(
+        default=600.0, gt=0, le=86400,
+        description="The window of attempts the per-endpoint success ratio is computed over.",
+    )
     rotation_grace_seconds: float = Field(
         default=24 * 3600, ge=0, le=30 * 24 * 3600,
         description="How long a rotated-out secret keeps signing next to the new one.",
     )
     response_excerpt_bytes: int = Field(default=1024, ge=0, le=65536)
+    operator_key: str | None = Field(
+        default=None, min_length=16, max_length=200,
+        description="Key that logs into the web console (/console) as the operator, who sees "
+        "every tenant; unset means operator login is disabled (tenants log in with their API key).",
+    )
+    console_secret: str | None = Field(
+        default=None, min_length=16,
+        description="Signs the web console's session cookies; unset means a random secret per "
+        "process (sessions end when the API restarts).",
+    )
 
     worker_pool: Literal["threads", "prefork", "solo"] = "threads"
     worker_concurrency: int = Field(default=32, ge=1, le=512)
@@ -151,6 +180,17 @@ class Settings(BaseSettings):
     outbox_retention: float = Field(
         default=7 * 86400, ge=0, description="Relayed outbox rows older than this are deleted; 0 keeps them."
     )
+
+    retention_days: int = Field(
+        default=30, ge=1, le=3650,
+        description="Days event payloads, attempts and response excerpts are kept (a tenant may "
+        "override it); older ones are pruned, the deliveries keep their states.")
+    prune_batch: int = Field(default=1000, ge=1, le=50_000,
+                             description="Rows one prune transaction touches, at most.")
+    prune_interval: float = Field(default=3600.0, gt=0,
+                                  description="Seconds between scheduled prunes (hookline beat).")
+    replay_batch: int = Field(default=1000, ge=1, le=50_000,
+                              description="Deliveries one replay transaction re-arms, at most.")
 
     @field_validator("database_url")
     @classmethod
@@ -211,6 +251,11 @@ class Settings(BaseSettings):
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(problem)
         return value
+
+    @field_validator("metrics_token", "metrics_dir", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and value.strip() == "" else value
 
     @field_validator("public_url")
     @classmethod

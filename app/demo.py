@@ -3,8 +3,11 @@
 A demo (``hookline demo`` runs the CrewPass one, :mod:`crewpass.demo`) needs the
 same things as a deployment, on one machine: the embedded Redis unless a broker is
 configured, the database migrated, a worker with the sweeper schedule, producers,
-optionally Flower, and loopback receivers that verify every signature and dedupe on
-event id. This module provides them; it knows nothing of any domain.
+optionally Flower and ``hookline api`` (each on a loopback port, the configured one
+when it is free), loopback receivers that verify every signature and dedupe on event
+id, and a way to run any ``hookline`` command as an operator would, in the same
+environment, with its output kept. This module provides them; it knows nothing of any
+domain.
 
 The receivers are plain http on 127.0.0.1, which the egress policy refuses by
 default, so a demo allows plain http and adds 127.0.0.1 to ``HOOKLINE_EGRESS_ALLOW``
@@ -15,10 +18,12 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+import urllib.request
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,6 +37,10 @@ DEMO_DEFAULTS = {"HOOKLINE_RETRY_BASE_SECONDS": "1", "HOOKLINE_RETRY_JITTER": "0
                  "HOOKLINE_PRODUCER_POLL_INTERVAL": "0.1"}
 #: Where a demo's receivers listen; the only network a demo adds to the allow-list.
 DEMO_RECEIVER_NETWORK = "127.0.0.1/32"
+#: Where a demo's own services (Flower, the API) listen: loopback only.
+LOOPBACK = "127.0.0.1"
+#: How long an operator command run by a demo may take before it counts as failed.
+COMMAND_TIMEOUT = 60.0
 
 
 def receiver_access(settings: Settings) -> dict[str, str]:
@@ -58,6 +67,52 @@ def demo_environment(settings: Settings) -> tuple[dict[str, str], Settings]:
     resolved = get_settings(data_dir=settings.data_dir.resolve())
     resolved.data_dir.mkdir(parents=True, exist_ok=True)
     return env, resolved
+
+
+def free_port(preferred: int) -> int:
+    """*preferred* if nothing listens on it at 127.0.0.1, else a free port the system picks."""
+    for candidate in (preferred, 0):
+        with socket.socket() as sock:
+            try:
+                sock.bind((LOOPBACK, candidate))
+            except OSError:
+                continue
+            return int(sock.getsockname()[1])
+    raise OSError("no free loopback port")
+
+
+def http_ok(url: str, timeout: float = 1.0) -> bool:
+    """True if a GET of *url* (a loopback service of the demo) answers 2xx."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return 200 <= int(response.status) < 300
+    except (OSError, ValueError):  # URLError and HTTPError are OSErrors
+        return False
+
+
+@dataclass(frozen=True, slots=True)
+class CommandResult:
+    """A ``hookline …`` command a demo ran: what was typed, its exit code and its output."""
+
+    args: tuple[str, ...]
+    returncode: int
+    output: str
+
+    @property
+    def command_line(self) -> str:
+        return "hookline " + " ".join(self.args)
+
+
+def run_hookline(env: Mapping[str, str], args: Sequence[str],
+                 timeout: float = COMMAND_TIMEOUT) -> CommandResult:
+    """Run ``hookline <args>`` as a child process in *env* (the demo's database and broker)."""
+    try:
+        done = subprocess.run([sys.executable, "-m", "app.cli", *args], env=dict(env),
+                              capture_output=True, text=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired as exc:
+        partial = exc.stdout if isinstance(exc.stdout, str) else ""
+        return CommandResult(tuple(args), -1, partial + f"\n(timed out after {timeout:.0f}s)")
+    return CommandResult(tuple(args), done.returncode, (done.stdout + done.stderr).rstrip())
 
 
 def verifier(secret: str, contract: str = "crewpass") -> Verifier:
@@ -89,6 +144,17 @@ class Process:
             if self.popen.poll() is not None:
                 return False
             time.sleep(0.1)
+        return False
+
+    def wait_for_http(self, url: str, timeout: float = 30.0) -> bool:
+        """Wait until a GET of *url* answers 2xx; ``False`` if the process exits or time runs out."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if http_ok(url):
+                return True
+            if self.popen.poll() is not None:
+                return False
+            time.sleep(0.2)
         return False
 
     def stop(self, grace: float = 15.0) -> None:

@@ -41,6 +41,7 @@ from app.models import (
     utcnow,
 )
 from app.names import BROKER_EPOCH_KEY
+from app.observability import recorder as metrics
 from config.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -101,6 +102,7 @@ class Sweeper:
         lost_before = self.clock() if report.broker_reset else None
         while self._dispatch_due(report, lost_before=lost_before) >= self.settings.sweep_batch:
             pass
+        metrics.observe_sweep(report)
         return report
 
     def _recover_lost(self, report: SweepReport) -> None:

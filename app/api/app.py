@@ -10,7 +10,8 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.api import accesslog, deliveries, events, incoming, system, webhooks
+from app.api import accesslog, deliveries, events, incoming, replays, system, webhooks
+from app.api import metrics as metrics_route
 from app.api.validation import utf8_safe, validation_problem
 from app.api.waiting import WaitSlots
 from app.client import Hookline
@@ -113,6 +114,8 @@ def create_app(hookline: Hookline | None = None) -> FastAPI:
     api.include_router(system.router)
     api.include_router(incoming.router)
     api.include_router(incoming.hooks_router)
+    api.include_router(replays.router)
+    api.include_router(metrics_route.router)
 
     @api.exception_handler(HooklineError)
     async def hookline_error(_request: Request, exc: HooklineError) -> JSONResponse:

@@ -41,6 +41,7 @@ from app.engine.render import render
 from app.engine.schedule import ScheduledRetry
 from app.engine.send import Deferred, OutgoingRequest, SendResult, ThreadedSender
 from app.models import DeadReason, DeliveryState, utcnow
+from app.observability import recorder as metrics
 from app.retry_policy import RetryPolicy
 from app.transport import HttpResult, Transport, failure
 from config.settings import Settings
@@ -215,6 +216,7 @@ class DeliveryEngine:
             self._book(item, decisions[item.delivery_id], finished, ledger, outcome)
         written = self._record_group(ledger)
         self._drop_superseded(outcome, written)
+        metrics.observe_outcomes(claims, ledger.attempts, outcome)
         return outcome
 
     # -- the database steps, grouped across the tasks running at once ----------------------

@@ -12,7 +12,13 @@ from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any, Protocol
 
-from app.names import DEAD_LETTER_QUEUE, DEAD_LETTER_TASK, DELIVER_TASK
+from app.names import (
+    DEAD_LETTER_QUEUE,
+    DEAD_LETTER_TASK,
+    DELIVER_TASK,
+    MAINTENANCE_QUEUE,
+    REPLAY_TASK,
+)
 from app.partitioning import queue_for
 
 log = logging.getLogger(__name__)
@@ -55,6 +61,10 @@ class Dispatcher:
     def dead_letter(self, delivery_id: str, reason: str) -> bool:
         """Put a notice of a dead letter on the dead-letter queue (the row is the record)."""
         return self._send(DEAD_LETTER_TASK, [delivery_id, reason], queue=DEAD_LETTER_QUEUE)
+
+    def replay(self, replay_id: str) -> bool:
+        """Ask a worker to run (or resume) a replay (:mod:`app.replays`)."""
+        return self._send(REPLAY_TASK, [replay_id], queue=MAINTENANCE_QUEUE)
 
     def _send(self, name: str, args: list[Any], **options: Any) -> bool:
         try:

@@ -7,6 +7,8 @@ from config.settings import QUEUE_PREFIX
 DELIVER_TASK = "hookline.deliver"
 DEAD_LETTER_TASK = "hookline.dead_letter"
 SWEEP_TASK = "hookline.sweep"
+REPLAY_TASK = "hookline.replay"
+PRUNE_TASK = "hookline.prune"
 
 #: Receives a message for every delivery that is dead-lettered (the row is the record).
 DEAD_LETTER_QUEUE = f"{QUEUE_PREFIX}.dead"

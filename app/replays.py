@@ -27,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Select, and_, func, insert, or_, select, update
+from sqlalchemy import Select, and_, exists, func, insert, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.db import transaction
@@ -268,7 +268,8 @@ def run_batch(sessions: sessionmaker[Session], replay_id: str, *, batch: int,
             # Conditional on a final state: a delivery that moved since the read is active.
             rearmed = set(session.scalars(
                 update(Delivery)
-                .where(Delivery.id.in_(wanted), Delivery.state.in_(FINAL_STATES))
+                .where(Delivery.id.in_(wanted), Delivery.state.in_(FINAL_STATES),
+                       ~exists().where(Event.id == Delivery.event_id, Event.pruned_at.is_not(None)))
                 .values(state=DeliveryState.PENDING, attempt_count=0, next_attempt_at=now,
                         queued_at=now, dead_reason=None, dead_at=None, lease_expires_at=None,
                         requeue_count=Delivery.requeue_count + 1, updated_at=now)

@@ -23,7 +23,7 @@ from typing import Any
 from celery import Celery
 from kombu import Queue
 
-from app.names import DEAD_LETTER_QUEUE, MAINTENANCE_QUEUE, SWEEP_TASK, partition_queue
+from app.names import DEAD_LETTER_QUEUE, MAINTENANCE_QUEUE, PRUNE_TASK, SWEEP_TASK, partition_queue
 from config.settings import Settings
 
 
@@ -74,7 +74,13 @@ def create_celery_app(settings: Settings) -> Celery:
                 "task": SWEEP_TASK,
                 "schedule": settings.sweep_interval,
                 "options": {"queue": MAINTENANCE_QUEUE, "expires": max(settings.sweep_interval, 1)},
-            }
+            },
+            # Retention (app/pruning.py): small batches, so it never holds delivery up.
+            "hookline-prune": {
+                "task": PRUNE_TASK,
+                "schedule": settings.prune_interval,
+                "options": {"queue": MAINTENANCE_QUEUE, "expires": max(settings.prune_interval, 1)},
+            },
         },
         beat_schedule_filename=str(settings.data_dir.resolve() / "celerybeat-schedule"),
         timezone="UTC",

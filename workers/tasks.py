@@ -5,6 +5,9 @@
   the batch did, so Flower shows deliveries, not only messages, per task.
 * ``hookline.dead_letter(id, reason)`` — the dead-letter queue's consumer: logs it.
 * ``hookline.sweep()`` — the sweeper, sent by beat.
+* ``hookline.replay(id)`` — runs or resumes a replay (:mod:`app.replays`); a worker
+  killed mid-replay gives the message back and the next one resumes at its cursor.
+* ``hookline.prune()`` — retention (:mod:`app.pruning`), sent by beat.
 
 The tasks get what they call from a :class:`WorkerServices` (in practice the process's
 :class:`app.client.Hookline`), handed in by :mod:`workers.main`; nothing here imports
@@ -18,16 +21,27 @@ from typing import Any, Protocol
 
 from celery import Celery
 from celery.signals import worker_process_init, worker_process_shutdown, worker_shutdown
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
 
 from app.dispatch import Dispatcher
 from app.engine import DeliveryEngine, send_follow_ups
-from app.names import DEAD_LETTER_TASK, DELIVER_TASK, SWEEP_TASK
+from app.names import DEAD_LETTER_TASK, DELIVER_TASK, PRUNE_TASK, REPLAY_TASK, SWEEP_TASK
+from app.pruning import prune
+from app.replays import run_replay
 from app.sweeper import Sweeper
+from config.settings import Settings
 
 log = logging.getLogger("hookline.worker")
 
 
 class WorkerServices(Protocol):
+    settings: Settings
+
+    @property
+    def engine(self) -> Engine: ...
+    @property
+    def sessions(self) -> sessionmaker[Session]: ...
     @property
     def deliveries(self) -> DeliveryEngine: ...
     @property
@@ -72,3 +86,22 @@ def register_tasks(app: Celery, services: WorkerServices) -> None:
                         report.lost, report.dispatched, report.broker_reset)
         return {"lost": report.lost, "dispatched": report.dispatched,
                 "broker_reset": int(report.broker_reset)}
+
+    @app.task(name=REPLAY_TASK)
+    def replay(replay_id: str) -> dict[str, int]:
+        view = run_replay(services.sessions, services.dispatcher, replay_id,
+                          batch=services.settings.replay_batch)
+        counts = view.counts
+        return {"matched": counts.matched, "sent": counts.sent, "pruned": counts.pruned,
+                "skipped_disabled": counts.skipped_disabled,
+                "skipped_active": counts.skipped_active}
+
+    @app.task(name=PRUNE_TASK)
+    def prune_old() -> dict[str, int]:
+        settings = services.settings
+        report = prune(services.engine, default_days=settings.retention_days,
+                       batch=settings.prune_batch)
+        if report.attempts or report.events:
+            log.warning("prune: %d attempts deleted, %d event payloads pruned",
+                        report.attempts, report.events)
+        return {"attempts": report.attempts, "events": report.events}

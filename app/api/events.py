@@ -133,5 +133,5 @@ def get_event(eventId: IdPath, tenant: TenantDep, hookline: HooklineDep) -> sche
             id=event.id, type=event.event_type, environment=event.environment,
             data=event.payload, occurred_at=event.occurred_at,
             idempotency_key=event.idempotency_key, created_at=event.created_at,
-            deliveries=views.deliveries(session, rows),
+            pruned_at=event.pruned_at, deliveries=views.deliveries(session, rows),
         )

@@ -216,10 +216,12 @@ class EventView(ApiModel):
     id: str
     type: str
     environment: str
-    data: dict[str, Any]
+    #: None once the payload is past the tenant's retention (see ``pruned_at``).
+    data: dict[str, Any] | None
     occurred_at: datetime
     idempotency_key: str | None
     created_at: datetime
+    pruned_at: datetime | None = None
     deliveries: list[DeliveryView]
 
 

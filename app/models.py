@@ -247,7 +247,8 @@ class Attempt(Base):
     )
     delivery_id: Mapped[str] = mapped_column(ForeignKey("deliveries.id"), index=True)
     attempt_number: Mapped[int] = mapped_column(Integer)
-    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    #: Indexed for /metrics, which reads the attempts of a recent window.
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
     duration_ms: Mapped[float | None] = mapped_column(Float, default=None)
     status_code: Mapped[int | None] = mapped_column(Integer, default=None)
     error_class: Mapped[str | None] = mapped_column(String(120), default=None)

@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Column, Table
 
-from app import admin, db, deadletters
+from app import admin, db, deadletters, pruning, replays
 from app.client import Hookline
 from app.embedded import ensure_embedded_redis
 from app.errors import HooklineError
@@ -431,6 +431,109 @@ def dlq_requeue(
         out.print(f"skipped {len(report.skipped_disabled)} whose endpoint is disabled: enable it first")
     if report.parked:
         out.print(f"{len(report.parked)} could not reach the broker now; the sweeper will send them")
+
+
+# -- replay and retention --------------------------------------------------------------
+def _moment(text: str, option: str) -> datetime:
+    """``2h``/``7d`` ago or an ISO-8601 time (UTC unless it says), for *option*."""
+    match = re.fullmatch(r"([0-9]{1,6})([smhd])", text.strip())
+    try:
+        if match:
+            unit = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}[match.group(2)]
+            return datetime.now(UTC) - timedelta(**{unit: int(match.group(1))})
+        moment = datetime.fromisoformat(text)
+        return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
+    except (OverflowError, ValueError):
+        fail(f"{option} {text!r}: use a duration like 2h or 7d, or an ISO-8601 time")
+
+
+def _replay_summary(view: replays.ReplayView) -> None:
+    c = view.counts
+    out.print(f"replay {view.id}: {view.status}; sent {c.sent} of {c.matched} matched; "
+              f"pruned/skipped {c.pruned}; endpoint disabled/skipped {c.skipped_disabled}; "
+              f"still in progress/skipped {c.skipped_active}", highlight=False)
+
+
+@cli.command("replay")
+def replay_cmd(
+    tenant: Annotated[str | None, typer.Option(help="Tenant id or name.")] = None,
+    since: Annotated[str | None, typer.Option(help="Window start: 2h, 7d or ISO time.")] = None,
+    until: Annotated[str | None, typer.Option(help="Window end (exclusive); now if unset.")] = None,
+    endpoint: EndpointOpt = None, event_type: TypeOpt = None,
+    state: Annotated[str, typer.Option(help="succeeded, dead or any.")] = "any",
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Count; send nothing.")] = False,
+    resume: Annotated[str | None, typer.Option(help="Resume a stopped replay by id.")] = None,
+    cancel: Annotated[str | None, typer.Option(help="Cancel a running replay by id.")] = None,
+) -> None:
+    """Send again every delivery created in a time window. Resumable; once per replay id."""
+    hl = hookline_for(load_settings())
+    settings = hl.settings
+    try:
+        if cancel is not None:
+            _replay_summary(replays.cancel_replay(hl.sessions, cancel))
+            return
+        if resume is None:
+            if tenant is None or since is None:
+                fail("give --tenant and --since (or --resume ID)")
+            request = replays.ReplayRequest(
+                tenant=tenant, since=_moment(since, "--since"),
+                until=_moment(until, "--until") if until is not None else None,
+                endpoint_id=endpoint, event_type=event_type, state=state)
+            if dry_run:
+                c = replays.preview(hl.sessions, request,
+                                    default_retention_days=settings.retention_days)
+                out.print(f"would send {c.sent} of {c.matched} matched; pruned/skipped {c.pruned}; "
+                          f"endpoint disabled/skipped {c.skipped_disabled}; still in "
+                          f"progress/skipped {c.skipped_active}")
+                return
+            view = replays.create_replay(hl.sessions, request,
+                                         default_retention_days=settings.retention_days)
+            err.print(f"replay {view.id} (resume with --resume {view.id})", highlight=False)
+            replay_id = view.id
+        else:
+            replay_id = resume
+        total = replays.remaining(hl.sessions, replay_id)
+        with Progress(console=err, transient=True) as progress:
+            bar = progress.add_task("replaying", total=total)
+            view = replays.run_replay(
+                hl.sessions, hl.dispatcher, replay_id, batch=settings.replay_batch,
+                progress=lambda _view, handled: progress.advance(bar, handled))
+    except HooklineError as exc:
+        fail(str(exc))
+    _replay_summary(view)
+
+
+@cli.command("prune")
+def prune_cmd(batch: Annotated[int | None, typer.Option(min=1, help="Rows per transaction.")] = None,
+              ) -> None:
+    """Prune payloads and attempts past each tenant's retention, now."""
+    hl = hookline_for(load_settings())
+    report = pruning.prune(hl.engine, default_days=hl.settings.retention_days,
+                           batch=batch or hl.settings.prune_batch)
+    out.print(f"deleted {report.attempts} attempt(s), pruned {report.events} event payload(s)")
+
+
+@tenants_cli.command("retention")
+def tenants_retention(
+    tenant: str,
+    days: Annotated[int | None, typer.Option(help="Keep payloads and attempts this many days.")] = None,
+    default: Annotated[bool, typer.Option("--default", help="Back to HOOKLINE_RETENTION_DAYS.")] = False,
+) -> None:
+    """Show or set a tenant's retention."""
+    hl = hookline_for(load_settings())
+    try:
+        if days is not None or default:
+            if days is not None and default:
+                fail("give --days or --default, not both")
+            row = pruning.set_retention(hl.sessions, tenant, None if default else days)
+        else:
+            row = pruning.get_retention(hl.sessions, tenant)
+    except HooklineError as exc:
+        fail(str(exc))
+    if row.retention_days is None:
+        out.print(f"tenant {row.id} keeps {hl.settings.retention_days} days (the default)")
+    else:
+        out.print(f"tenant {row.id} keeps {row.retention_days} days")
 
 
 # -- processes --------------------------------------------------------------------------

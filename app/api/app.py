@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app import console
 from app.api import accesslog, deliveries, events, incoming, replays, system, webhooks
 from app.api import metrics as metrics_route
 from app.api.validation import utf8_safe, validation_problem
@@ -114,6 +115,8 @@ def create_app(hookline: Hookline | None = None) -> FastAPI:
     api.include_router(system.router)
     api.include_router(incoming.router)
     api.include_router(incoming.hooks_router)
+    # The operator web console (/console): server-rendered pages over the same functions.
+    console.install(api, api.state.hookline)
     api.include_router(replays.router)
     api.include_router(metrics_route.router)
 

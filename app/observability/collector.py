@@ -20,7 +20,7 @@ from typing import Any
 import redis
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
-from sqlalchemy import Connection, Engine, case, func, select, text
+from sqlalchemy import Connection, Engine, case, func, or_, select, text
 
 from app.models import Attempt, DeadReason, Delivery, DeliveryState, utcnow
 from app.names import DEAD_LETTER_QUEUE, MAINTENANCE_QUEUE, partition_queue
@@ -39,6 +39,8 @@ log = logging.getLogger(__name__)
 #: A scrape's queries give up after this long (PostgreSQL), so a slow database never
 #: piles up scrapes.
 STATEMENT_TIMEOUT_MS = 5000
+#: The error class of the attempt the sweeper writes for a worker lost mid-attempt.
+LOST_ATTEMPT = "WorkerLost"
 
 
 class StateCollector(Collector):
@@ -121,7 +123,9 @@ class StateCollector(Collector):
         rows = conn.execute(
             select(Delivery.endpoint_id, Delivery.tenant_id, func.count(), ok)
             .join(Delivery, Delivery.id == Attempt.delivery_id)
-            .where(Attempt.started_at >= since)
+            .where(Attempt.started_at >= since,
+                   # A worker that died mid-attempt says nothing about the endpoint.
+                   or_(Attempt.error_class.is_(None), Attempt.error_class != LOST_ATTEMPT))
             .group_by(Delivery.endpoint_id, Delivery.tenant_id)).all()
         return [EndpointStat(r[0], r[1], int(r[2]), int(r[3] or 0)) for r in rows]
 

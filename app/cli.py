@@ -675,6 +675,8 @@ def demo(
     seed: Annotated[int, typer.Option(help="Seed of the fleet and its changes.")] = 7,
     forever: Annotated[bool, typer.Option("--forever", help="Keep changing the fleet until Ctrl-C.")] = False,
     with_flower: Annotated[bool, typer.Option("--flower/--no-flower")] = True,
+    with_api: Annotated[bool, typer.Option(
+        "--api/--no-api", help="Also serve `hookline api` (the console at /console) on loopback.")] = True,
     timeout: Annotated[float, typer.Option(help="Give up waiting after this many seconds.")] = 120.0,
 ) -> None:
     """Run the pipeline locally on the CrewPass reference domain: crew changes become signed deliveries."""
@@ -684,7 +686,7 @@ def demo(
 
     code = run_demo(load_settings(), changes=changes, rate=rate, forever=forever,
                     with_flower=with_flower, producers=producers, timeout=timeout, seed=seed,
-                    console=out)
+                    console=out, with_api=with_api)
     raise typer.Exit(code)
 
 

@@ -104,7 +104,8 @@ class Recorder:
 
 _lock = threading.Lock()
 _instance: Recorder | None = None
-_failures = 0
+#: Failures so far, per kind of record.
+_failures: dict[str, int] = {}
 
 
 def recorder() -> Recorder:
@@ -137,10 +138,9 @@ def enable_multiprocess(directory: Path) -> None:
 
 
 def _failed(what: str) -> None:
-    global _failures
-    _failures += 1
-    if _failures == 1 or _failures % LOG_EVERY == 0:
-        log.warning("recording %s metrics failed (%d failure(s) so far)", what, _failures,
+    count = _failures[what] = _failures.get(what, 0) + 1
+    if count == 1 or count % LOG_EVERY == 0:
+        log.warning("recording %s metrics failed (%d failure(s) so far)", what, count,
                     exc_info=True)
 
 

@@ -170,7 +170,7 @@ class Process:
 
 @dataclass
 class Processes:
-    """The child processes of a demo; :meth:`stop_all` stops them, last started first."""
+    """The child processes of a demo; :meth:`stop_all` stops them all together."""
 
     env: Mapping[str, str]
     settings: Settings
@@ -186,6 +186,15 @@ class Processes:
         self.started.append(process)
         return process
 
-    def stop_all(self) -> None:
-        for process in reversed(self.started):
-            process.stop()
+    def stop_all(self, grace: float = 15.0) -> None:
+        """SIGTERM every child at once, then wait for each (SIGKILL once *grace* is over)."""
+        running = [p for p in reversed(self.started) if p.popen.poll() is None]
+        for process in running:
+            process.popen.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        for process in running:
+            try:
+                process.popen.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                process.popen.kill()
+                process.popen.wait(5)

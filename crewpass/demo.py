@@ -117,7 +117,7 @@ class Behaviour:
 WEBHOOKS: tuple[tuple[str, str, str, Behaviour], ...] = (
     ("northwind", PATH, "", Behaviour("200")),
     ("northwind", RETIRED_PATH, " (old URL)",
-     Behaviour("410 Gone: a retired URL, until restored", (410,), broken=True)),
+     Behaviour("410 Gone (a retired URL: Hookline disables it), until restored", (410,), broken=True)),
     ("blue-anchor", PATH, "",
      Behaviour("422 to every event (a bad deploy), until fixed", (422,), broken=True)),
     ("harbor", PATH, "",

@@ -28,6 +28,7 @@ from sqlalchemy import text
 from app import admin, pruning
 from app.client import Hookline
 from bench.harness import (
+    PG_ADMIN_URL,
     REDIS_URL,
     Group,
     Sink,
@@ -50,20 +51,20 @@ def insert_old(hl: Hookline, tenant: str, endpoint: str, events: int) -> None:
     with hl.engine.begin() as conn:
         conn.execute(text(
             "INSERT INTO events (id, tenant_id, event_type, payload, occurred_at, environment, "
-            "created_at) SELECT 'evt_0old' || lpad(i::text, 10, '0'), :tenant, "
+            "created_at) SELECT 'evt_00' || lpad(i::text, 10, '0'), :tenant, "
             "'crew.status.changed', jsonb_build_object('crew_id', 'c' || i, 'note', repeat('x', 200)), "
             "t, 'production', t FROM (SELECT i, now() - interval '10 days' + i * interval '1 ms' AS t "
             "FROM generate_series(1, :n) i) s"), params)
         conn.execute(text(
             "INSERT INTO deliveries (id, event_id, endpoint_id, tenant_id, state, attempt_count, "
             "next_attempt_at, queued_at, last_status_code, succeeded_at, requeue_count, created_at, "
-            "updated_at) SELECT 'dlv_0old' || lpad(i::text, 10, '0'), "
-            "'evt_0old' || lpad(i::text, 10, '0'), :endpoint, :tenant, 'succeeded', 4, t, t, 200, t, "
+            "updated_at) SELECT 'dlv_00' || lpad(i::text, 10, '0'), "
+            "'evt_00' || lpad(i::text, 10, '0'), :endpoint, :tenant, 'succeeded', 4, t, t, 200, t, "
             "0, t, t FROM (SELECT i, now() - interval '10 days' + i * interval '1 ms' AS t "
             "FROM generate_series(1, :n) i) s"), params)
         conn.execute(text(
             "INSERT INTO attempts (delivery_id, attempt_number, started_at, duration_ms, status_code, "
-            "response_excerpt) SELECT 'dlv_0old' || lpad(i::text, 10, '0'), k, "
+            "response_excerpt) SELECT 'dlv_00' || lpad(i::text, 10, '0'), k, "
             "now() - interval '10 days' + i * interval '1 ms', 20.0, "
             "CASE WHEN k < 4 THEN 503 ELSE 200 END, repeat('r', 300) "
             "FROM generate_series(1, :n) i, generate_series(1, 4) k"), params)
@@ -93,7 +94,7 @@ def deliver(hl: Hookline, tenant: str, count: int, timeout: float) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--pg-admin-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
+    parser.add_argument("--pg-admin-url", default=PG_ADMIN_URL)
     parser.add_argument("--redis-url", default=REDIS_URL)
     parser.add_argument("--old-events", type=int, default=250_000,
                         help="Old events; each gets four attempts (250,000 → 1,000,000 attempts).")

@@ -35,9 +35,10 @@ from __future__ import annotations
 
 import random
 import statistics
+import threading
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -51,6 +52,7 @@ from app import admin, db
 from app.changefeed import READY_MESSAGE, ChangeFeed, OutboxEntry
 from app.client import Hookline
 from app.demo import (
+    COMMAND_TIMEOUT,
     LOOPBACK,
     CommandResult,
     Process,
@@ -199,15 +201,41 @@ class DeadLetterSeen:
 
 @dataclass
 class Requeue:
-    """The fix and the requeue: the commands run and the dead letters they concerned."""
+    """The fix and the requeue: the commands run and the dead letters they concerned.
+
+    It runs in a thread of its own (:meth:`start`), so the live view keeps showing the
+    requeued deliveries arriving while the next command still runs.
+    """
 
     done: bool = False
     commands: list[CommandResult] = field(default_factory=list)
     dead_letters: list[DeadLetterSeen] = field(default_factory=list)
+    error: str = ""
+    thread: threading.Thread | None = None
+
+    @property
+    def started(self) -> bool:
+        return self.thread is not None
 
     @property
     def failed_commands(self) -> list[CommandResult]:
         return [c for c in self.commands if c.returncode != 0]
+
+    def start(self, fix: Callable[[], None]) -> None:
+        def run() -> None:
+            try:
+                fix()
+            except Exception as exc:  # reported in the summary; the run then fails
+                self.error = f"{type(exc).__name__}: {exc}"
+            else:
+                self.done = True
+
+        self.thread = threading.Thread(target=run, name="demo-requeue", daemon=True)
+        self.thread.start()
+
+    def wait(self) -> None:
+        if self.thread is not None:
+            self.thread.join(COMMAND_TIMEOUT)
 
 
 def run_demo(settings: Settings, *, changes: int, rate: float, forever: bool, with_flower: bool,
@@ -317,17 +345,17 @@ def run_demo(settings: Settings, *, changes: int, rate: float, forever: bool, wi
                         last_read = now
                         if len(steps) >= changes and trouble_ended is None:
                             trouble_ended = datetime.now(UTC)
-                        if (not requeue.done and trouble_ended is not None
+                        if (not requeue.started and trouble_ended is not None
                                 and _unsettled(hl, tenant_ids, trouble_ended) == 0):
-                            _fix_and_requeue(hl, env, webhooks, requeue, live.console)
-                            tally = _read(hl, tenant_ids, partner_ids)
-                            live.update(view())
+                            requeue.start(lambda: _fix_and_requeue(hl, env, webhooks, requeue,
+                                                                   live.console))
                         if (requeue.done and not forever
                                 and tally.outbox_states["pending"] == 0 and tally.open_deliveries == 0):
                             break
                     time.sleep(max(0.0, min(0.05, next_at - time.time())))
             except KeyboardInterrupt:
                 interrupted = True
+            requeue.wait()
             if flower_port is not None:
                 flower_count = read_flower(flower_port) or flower_count
             tally = _read(hl, tenant_ids, partner_ids)
@@ -388,7 +416,6 @@ def _fix_and_requeue(hl: Hookline, env: dict[str, str], webhooks: Sequence[Webho
         if webhook.endpoint_id in disabled:
             _operator(env, ["endpoints", "enable", webhook.endpoint_id], requeue, console)
         _operator(env, ["dlq", "requeue", "--all", "--endpoint", webhook.endpoint_id], requeue, console)
-    requeue.done = True
 
 
 def _operator(env: dict[str, str], args: list[str], requeue: Requeue, console: Console) -> None:
@@ -510,6 +537,7 @@ def _header(steps: list[Step], started: float, requeue: Requeue) -> str:
     published = sum(1 for s in steps if s.publishes)
     last = f" · last: {steps[-1].summary}" if steps else ""
     phase = ("[green]fixed and requeued[/]" if requeue.done
+             else "[cyan]fixing, then requeueing[/]" if requeue.started
              else "[yellow]partners failing: retries and dead letters[/]")
     return (f"[bold]{len(steps)}[/] crew changes ({published} CrewPass publishes, "
             f"{len(steps) - published} internal or gate-only) · {time.time() - started:.1f}s · "
@@ -593,15 +621,20 @@ def _summary(hl: Hookline, partners: list[PartnerRun], webhooks: list[Webhook], 
                   f"{retries} of them retries: "
                   + (", ".join(f"{w.label} {w.retries} ({w.behaviour})" for w in lines if w.retries)
                      or "none"))
-    reasons = Counter(d.reason for d in requeue.dead_letters)
-    for line_tally in tally.endpoints.values():
-        reasons.update(line_tally.dead_reasons)
-    per_webhook = Counter(next(w.label for w in webhooks if w.endpoint_id == d.endpoint_id)
-                          for d in requeue.dead_letters)
+    # Dead letters: those still dead, and those requeued since (their reason was seen before).
+    with hl.sessions() as session:
+        still_dead = set(session.scalars(select(Delivery.id).where(
+            Delivery.endpoint_id.in_([w.endpoint_id for w in webhooks]),
+            Delivery.state == DeliveryState.DEAD)))
+    revived = [d for d in requeue.dead_letters if d.delivery_id not in still_dead]
+    labels = {w.endpoint_id: w.label for w in webhooks}
+    reasons = Counter(d.reason for d in revived)
+    per_webhook = Counter(labels[d.endpoint_id] for d in revived)
     for webhook in webhooks:
-        still = tally.endpoint(webhook.endpoint_id).states[str(DeliveryState.DEAD)]
-        if still:
-            per_webhook[webhook.label] += still
+        endpoint = tally.endpoint(webhook.endpoint_id)
+        reasons.update(endpoint.dead_reasons)
+        if endpoint.states[str(DeliveryState.DEAD)]:
+            per_webhook[webhook.label] += endpoint.states[str(DeliveryState.DEAD)]
     console.print(f"  dead-lettered     {sum(reasons.values())}"
                   + (": " + ", ".join(f"{r} {n}" for r, n in sorted(reasons.items()))
                      + " (" + ", ".join(f"{label} {n}" for label, n in per_webhook.items()) + ")"
@@ -611,6 +644,8 @@ def _summary(hl: Hookline, partners: list[PartnerRun], webhooks: list[Webhook], 
         ran = "; ".join(f"`{c.command_line}`" for c in requeue.commands)
         console.print(f"  requeued          {len(requeue.dead_letters)} after fixing the receivers "
                       f"({ran}); {arrived} of {len(requeue.dead_letters)} arrived after the requeue")
+    elif requeue.error:
+        console.print(f"  [red]requeue failed: {requeue.error}[/]")
     else:
         console.print("  requeued          nothing: the run ended before the fix")
     endpoints_ok = True

@@ -10,6 +10,7 @@ from datetime import timedelta
 import httpx
 import pytest
 from fastapi.testclient import TestClient
+from pydantic import ValidationError
 from sqlalchemy import select
 
 from app.api import create_app
@@ -17,7 +18,8 @@ from app.apikeys import create_api_key, revoke_api_key
 from app.client import Hookline
 from app.db import transaction
 from app.models import ApiKey, Attempt, Tenant, utcnow
-from tests.unit.conftest import Harness
+from config.settings import get_settings
+from tests.unit.conftest import Harness, clear_hookline_env
 
 OPERATOR_KEY = "operator-key-for-tests-0123456789"
 CSRF_RE = re.compile(r'name="csrf_token" value="([^"]+)"')
@@ -143,6 +145,13 @@ class TestLogin:
         assert console.login(OPERATOR_KEY).status_code == 303
         page = console.get("/console/dead-letters").text
         assert first in page and second in page and "operator" in page
+
+    def test_a_short_operator_key_is_refused_by_the_settings(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        clear_hookline_env(monkeypatch)
+        with pytest.raises(ValidationError, match="operator_key"):
+            get_settings(operator_key="short")
 
     def test_without_an_operator_key_configured_no_key_is_the_operator(
         self, harness: Harness

@@ -673,6 +673,9 @@ def _summary(hl: Hookline, partners: list[PartnerRun], webhooks: list[Webhook], 
         console.print(f"  [green]every delivery accounted for: {delivered} delivered, "
                       f"{len(requeue.dead_letters)} of them dead-lettered first and delivered "
                       "after the requeue[/]")
+    elif interrupted:
+        console.print(f"  [yellow]stopped by Ctrl-C with {tally.open_deliveries} delivery(ies) still "
+                      f"open and {tally.outbox_states['pending']} outbox row(s) to relay[/]")
     else:
         console.print("  [red]the run did not settle: see above[/]")
     return 0 if accounted or forever else 1

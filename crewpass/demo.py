@@ -639,6 +639,10 @@ def _summary(hl: Hookline, partners: list[PartnerRun], webhooks: list[Webhook], 
                   + (": " + ", ".join(f"{r} {n}" for r, n in sorted(reasons.items()))
                      + " (" + ", ".join(f"{label} {n}" for label, n in per_webhook.items()) + ")"
                      if reasons else ""))
+    gone = [w.label for w in lines if 410 in w.answers]
+    if gone:
+        console.print(f"  disabled by 410   {', '.join(gone)}: nothing more was addressed to it "
+                      "until `hookline endpoints enable`")
     arrived = _arrived(requeue, webhooks)
     if requeue.done:
         ran = "; ".join(f"`{c.command_line}`" for c in requeue.commands)

@@ -77,6 +77,7 @@ def test_the_demo_shows_retries_dead_letters_and_the_requeue_and_accounts_for_ev
     dead = re.search(r"dead-lettered +(\d+): (.*)", summary)
     assert dead and int(dead.group(1)) > 0 and "permanent_4xx" in dead.group(2), summary
     assert "Blue Anchor Lines" in dead.group(2) and "Northwind Shipping (old URL)" in dead.group(2)
+    assert "disabled by 410   Northwind Shipping (old URL)" in summary
     statuses = {status for (status,) in stack.sql("SELECT DISTINCT status_code FROM attempts")}
     assert {410, 422} <= statuses
 

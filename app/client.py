@@ -17,6 +17,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.admin import validate_endpoint_url
+from app.broker_view import RedisQueueHorizons
 from app.catalogue import Catalogue, default_catalogue
 from app.coalescing import EnqueueCoalescer
 from app.db import create_engine_for, session_factory
@@ -110,7 +111,11 @@ class Hookline:
 
     @cached_property
     def sweeper(self) -> Sweeper:
-        return Sweeper(self.settings, self.sessions, self.dispatcher, self.broker_client)
+        horizons = None
+        if self.settings.resolved_broker_url.startswith(("redis://", "rediss://", "unix://")):
+            horizons = RedisQueueHorizons(self.broker_client, self.settings.broker_key_prefix)
+        return Sweeper(self.settings, self.sessions, self.dispatcher, self.broker_client,
+                       horizons)
 
     def after_fork(self) -> None:
         """Drop connections and the sender's event loop inherited from a parent process."""

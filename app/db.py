@@ -15,7 +15,7 @@ from typing import Any
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from config.settings import Settings
@@ -75,6 +75,14 @@ def _ping_if_idle(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
             dbapi_connection.rollback()
     except Exception as exc:
         raise DisconnectionError(f"connection failed its ping: {exc}") from exc
+
+
+def unreachable(exc: BaseException) -> bool:
+    """True when *exc* says the database could not be reached (down, restarting, the
+    connection cut), as opposed to the database refusing a statement."""
+    if isinstance(exc, OperationalError | InterfaceError):
+        return True
+    return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:

@@ -1,17 +1,21 @@
 """Broker edge: turns delivery ids into Celery messages on the right partition queue.
 
 Messages carry delivery ids only; everything else is read from the database when the
-task runs. Sending never raises: the ids whose message could not be sent are
-returned, and the caller parks them in SQL for the sweeper.
+task runs. Each delivery message also carries the time it was sent (header
+``hookline_sent``), which lets the sweeper tell a message still waiting in its queue from
+one a worker took and lost (:mod:`app.broker_view`). Sending never raises: the ids whose
+message could not be sent are returned, and the caller parks them in SQL for the sweeper.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any, Protocol
 
+from app.broker_view import SENT_HEADER
 from app.names import (
     DEAD_LETTER_QUEUE,
     DEAD_LETTER_TASK,
@@ -54,8 +58,17 @@ class Dispatcher:
         for queue, ids in by_queue.items():
             for start in range(0, len(ids), self.task_batch):
                 chunk = ids[start : start + self.task_batch]
-                if not self._send(DELIVER_TASK, [chunk], queue=queue, **options):
+                if not self._send(DELIVER_TASK, [chunk], queue=queue,
+                                  headers={SENT_HEADER: time.time()}, **options):
                     failed.extend(chunk)
+        return failed
+
+    def enqueue_each(self, deliveries: Iterable[tuple[str, str]]) -> list[str]:
+        """One message per delivery (deliveries that may kill their worker go alone, so
+        they take no others down with them); returns the ids that could not be sent."""
+        failed: list[str] = []
+        for delivery_id, endpoint_id in deliveries:
+            failed += self._send_batches([(delivery_id, endpoint_id)])
         return failed
 
     def dead_letter(self, delivery_id: str, reason: str) -> bool:

@@ -9,6 +9,12 @@ Run as ``python bench/sink.py --port N``. A POST is answered by its path's mode:
 * ``hole`` (every path under ``/blackhole/``): the request is read and never answered;
   the connection stays open until the sender gives up or the receiver exits (at the
   latest after ``--lifetime``), so the sender sees a read timeout.
+* ``chaos`` (every path under ``/chaos/``): a seeded draw per request: 30 % ``503``,
+  10 % ``hole``, 5 % connection reset (RST, no answer), the rest ``ok``;
+* ``flaky`` (every path under ``/flaky/``): a seeded draw per request, 20 % ``503``;
+* ``poison`` (every path under ``/poison/``): the sender's process group is killed
+  (SIGKILL) before any answer, found from the connection's peer port in ``/proc``:
+  a delivery that kills its worker every time it is attempted (``bench/chaos.py``).
 
 ``/mode?path=P&mode=M`` sets the mode of one exact path, so a benchmark can turn a
 healthy endpoint into a failing or black-holed one without touching the sender.
@@ -21,7 +27,7 @@ Control endpoints (GET), used by ``bench/run.py`` over the same loopback port:
   sender keeps connections alive; ``hole_open`` is the requests held open right now.
 * ``/records`` -> the counts plus ``first_seen``: event id -> time of its first 200
 * ``/reset``   -> forget the records (between runs); modes stay
-* ``/mode?path=P&mode=ok|fail|hole`` -> set one path's mode
+* ``/mode?path=P&mode=ok|fail|hole|chaos|flaky|poison`` -> set one path's mode
 
 Binds to 127.0.0.1 only. Uses plain asyncio with a minimal parser (Content-Length bodies,
 which is what ``requests`` sends); it does far less work per request than any sender.
@@ -32,7 +38,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
+import random
 import signal
+import socket
+import struct
 import time
 from contextlib import suppress
 from urllib.parse import parse_qs, unquote
@@ -41,8 +51,13 @@ OK = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 11\
       b"\r\n" + b'{"ok":true}')
 UNAVAILABLE = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
                b"Content-Length: 12\r\n\r\n" + b'{"ok":false}')
-MODES = ("ok", "fail", "hole")
-PREFIX_MODES = ((b"/fail/", "fail"), (b"/blackhole/", "hole"))
+MODES = ("ok", "fail", "hole", "chaos", "flaky", "poison")
+PREFIX_MODES = ((b"/fail/", "fail"), (b"/blackhole/", "hole"), (b"/chaos/", "chaos"),
+                (b"/flaky/", "flaky"), (b"/poison/", "poison"))
+#: ``chaos`` mode: the share of requests answered 503, held open, and reset.
+CHAOS_FAIL, CHAOS_HOLE, CHAOS_RESET = 0.30, 0.10, 0.05
+#: ``flaky`` mode: the share of requests answered 503.
+FLAKY_FAIL = 0.20
 ID_HEADERS = (b"x-crewpass-event-id", b"x-event-id")
 
 
@@ -53,6 +68,7 @@ class Records:
         self.modes: dict[bytes, str] = {}
         self.hole_open = 0
         self.writers: set[asyncio.StreamWriter] = set()  # open connections, closed at exit
+        self.rng = random.Random(20261202)  # ``chaos`` draws: the same sequence every run
         self.reset()
 
     def reset(self) -> None:
@@ -64,6 +80,9 @@ class Records:
         self.fail_seen: set[str] = set()
         self.fail_requests = 0
         self.hole_requests = 0
+        self.reset_requests = 0
+        self.poison_requests = 0
+        self.poison_kills = 0
 
     def mode_of(self, target: bytes) -> str:
         path = target.split(b"?", 1)[0]
@@ -91,7 +110,8 @@ class Records:
                 "duplicates": self.duplicates, "missing_id": self.missing_id,
                 "connections": self.connections, "fail_requests": self.fail_requests,
                 "fail_unique": len(self.fail_seen), "hole_requests": self.hole_requests,
-                "hole_open": self.hole_open}
+                "hole_open": self.hole_open, "reset_requests": self.reset_requests,
+                "poison_requests": self.poison_requests, "poison_kills": self.poison_kills}
 
 
 def json_response(payload: object) -> bytes:
@@ -135,6 +155,62 @@ async def hold(records: Records, reader: asyncio.StreamReader) -> None:
         records.hole_open -= 1
 
 
+def socket_owner(local_port: int, peer_port: int) -> int | None:
+    """The pid holding the loopback TCP socket ``peer_port -> local_port`` (from /proc)."""
+    inode = None
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as handle:
+                next(handle)
+                for line in handle:
+                    fields = line.split()
+                    here, there = fields[1], fields[2]
+                    if (int(here.rsplit(":", 1)[1], 16) == peer_port
+                            and int(there.rsplit(":", 1)[1], 16) == local_port):
+                        inode = fields[9]
+                        break
+        except OSError:
+            continue
+        if inode:
+            break
+    if not inode:
+        return None
+    target = f"socket:[{inode}]"
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        if int(pid) == os.getpid():
+            continue
+        try:
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                with suppress(OSError):
+                    if os.readlink(f"/proc/{pid}/fd/{fd}") == target:
+                        return int(pid)
+        except OSError:
+            continue
+    return None
+
+
+def kill_sender(records: Records, writer: asyncio.StreamWriter) -> None:
+    """SIGKILL the process group of whoever opened this connection (a poison delivery)."""
+    records.poison_requests += 1
+    local = writer.get_extra_info("sockname")
+    peer = writer.get_extra_info("peername")
+    pid = socket_owner(local[1], peer[1]) if local and peer else None
+    if pid is None:
+        return
+    with suppress(ProcessLookupError, PermissionError):
+        os.killpg(os.getpgid(pid), signal.SIGKILL)
+        records.poison_kills += 1
+
+
+def reset(writer: asyncio.StreamWriter) -> None:
+    """Close the connection with an RST instead of an answer."""
+    sock = writer.get_extra_info("socket")
+    if sock is not None:
+        with suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    writer.transport.abort()
+
+
 async def serve_connection(records: Records, reader: asyncio.StreamReader,
                            writer: asyncio.StreamWriter) -> None:
     posted = False  # connections are counted on their first POST: control GETs are not
@@ -168,6 +244,21 @@ async def serve_connection(records: Records, reader: asyncio.StreamReader,
                     posted = True
                     records.connections += 1
                 mode = records.mode_of(target)
+                if mode == "chaos":
+                    draw = records.rng.random()
+                    mode = ("fail" if draw < CHAOS_FAIL else
+                            "hole" if draw < CHAOS_FAIL + CHAOS_HOLE else
+                            "reset" if draw < CHAOS_FAIL + CHAOS_HOLE + CHAOS_RESET else "ok")
+                elif mode == "flaky":
+                    mode = "fail" if records.rng.random() < FLAKY_FAIL else "ok"
+                if mode == "poison":
+                    kill_sender(records, writer)
+                    await hold(records, reader)
+                    return
+                if mode == "reset":
+                    records.reset_requests += 1
+                    reset(writer)
+                    return
                 if mode == "hole":
                     records.hole_requests += 1
                     await hold(records, reader)

@@ -74,7 +74,18 @@ class Settings(BaseSettings):
         gt=0,
         description="A due delivery not picked up this long after its message was sent is sent again.",
     )
-    lease_margin: float = Field(default=30.0, ge=0, description="Slack added to an in-flight lease.")
+    lease_seconds: float = Field(
+        default=15.0, ge=1, le=3600,
+        description="An in-flight delivery's lease; its worker renews it every third of a "
+        "lease while it lives, so a dead worker's deliveries are due again within one lease.")
+    lost_after: float = Field(
+        default=10.0, ge=1,
+        description="A delivery due this long whose message is no longer in its queue (held "
+        "by a worker that died, or dropped) is sent again.")
+    record_patience: float = Field(
+        default=120.0, ge=0, le=3600,
+        description="How long a worker keeps trying to record a batch's outcomes while the "
+        "database is unreachable before it gives the batch up to the sweeper.")
     sweep_batch: int = Field(default=500, ge=1, le=10_000)
     task_batch: int = Field(default=100, ge=1, le=1000, description="Deliveries per task, at most.")
     endpoint_concurrency: int = Field(

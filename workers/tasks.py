@@ -1,7 +1,8 @@
 """The tasks: a few lines each, calling into :mod:`app`.
 
 * ``hookline.deliver(ids)`` — one batch through the engine (:mod:`app.engine`), then its
-  follow-ups: countdown retries and dead-letter notices. The task's result counts what
+  follow-ups: countdown retries and dead-letter notices. If the database cannot be
+  reached, the task is retried (its message is not simply acknowledged). The task's result counts what
   the batch did, so Flower shows deliveries, not only messages, per task.
 * ``hookline.dead_letter(id, reason)`` — the dead-letter queue's consumer: logs it.
 * ``hookline.sweep()`` — the sweeper, sent by beat.
@@ -19,11 +20,12 @@ from __future__ import annotations
 import logging
 from typing import Any, Protocol
 
-from celery import Celery
+from celery import Celery, Task
 from celery.signals import worker_process_init, worker_process_shutdown, worker_shutdown
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from app.db import unreachable
 from app.dispatch import Dispatcher
 from app.engine import DeliveryEngine, send_follow_ups
 from app.names import DEAD_LETTER_TASK, DELIVER_TASK, PRUNE_TASK, REPLAY_TASK, SWEEP_TASK
@@ -33,6 +35,14 @@ from app.sweeper import Sweeper
 from config.settings import Settings
 
 log = logging.getLogger("hookline.worker")
+
+#: A batch whose database was unreachable is retried this many times (about ten minutes).
+DATABASE_RETRIES = 120
+
+
+def database_backoff(retries: int) -> float:
+    """Seconds before a batch whose database was unreachable runs again: 0.5, 1, 2, 4, 5…"""
+    return float(min(0.5 * 2 ** retries, 5.0))
 
 
 class WorkerServices(Protocol):
@@ -62,10 +72,18 @@ def register_tasks(app: Celery, services: WorkerServices) -> None:
     def _on_shutdown(**_: Any) -> None:
         services.close()
 
-    @app.task(name=DELIVER_TASK)
-    def deliver(delivery_ids: list[str]) -> dict[str, int]:
+    @app.task(name=DELIVER_TASK, bind=True, max_retries=DATABASE_RETRIES)
+    def deliver(self: Task, delivery_ids: list[str]) -> dict[str, int]:
         engine = services.deliveries
-        outcome = engine.run(delivery_ids)
+        try:
+            outcome = engine.run(delivery_ids)
+        except Exception as exc:
+            if not unreachable(exc):
+                raise
+            # Not acknowledged as done: the same ids come back once the database does.
+            # (Past the retries, or if this message is lost too, the sweeper sends them.)
+            log.warning("the database is unreachable; delivery batch retried: %s", exc)
+            raise self.retry(exc=exc, countdown=database_backoff(self.request.retries)) from exc
         parked = send_follow_ups(services.dispatcher, outcome.retries, outcome.dead, engine.park)
         counts = outcome.counts()
         counts["parked"] += parked
@@ -82,9 +100,10 @@ def register_tasks(app: Celery, services: WorkerServices) -> None:
         for delivery_id, reason in report.dead:
             services.dispatcher.dead_letter(delivery_id, reason)
         if report.lost or report.dispatched or report.broker_reset:
-            log.warning("sweep: %d lost attempts recovered, %d deliveries sent, broker reset=%s",
-                        report.lost, report.dispatched, report.broker_reset)
-        return {"lost": report.lost, "dispatched": report.dispatched,
+            log.warning("sweep: %d lost attempts recovered, %d deliveries sent (%d of them "
+                        "had lost their message), broker reset=%s", report.lost,
+                        report.dispatched, report.resent, report.broker_reset)
+        return {"lost": report.lost, "dispatched": report.dispatched, "resent": report.resent,
                 "broker_reset": int(report.broker_reset)}
 
     @app.task(name=REPLAY_TASK)

@@ -24,6 +24,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError, StatementError
 
 from app.catalogue import Catalogue, default_catalogue
 from app.classification import TransportError
+from app.db import unreachable
 from app.engine.capacity import Capacity, Permits
 from app.engine.circuit import (
     Circuit,
@@ -36,6 +37,7 @@ from app.engine.circuit import (
 from app.engine.claim import Claim, claim
 from app.engine.grouping import Group
 from app.engine.judge import Decision, Outcome, deferred, describe, judge
+from app.engine.lease import Leases
 from app.engine.record import Ledger, merge, park, record, split, stripped
 from app.engine.render import render
 from app.engine.schedule import ScheduledRetry
@@ -126,21 +128,15 @@ class DeliveryEngine:
         self.unix_time = unix_time
         self.uniform = uniform
         self.capacity = Capacity(settings.worker_max_in_flight)
+        self.leases = Leases(engine, settings.lease_seconds, clock)
         self._claim_group: Group[tuple[str, ...], tuple[list[Claim], list[str]]] = Group(
             self._claim_many)
         self._record_group: Group[Ledger, set[str]] = Group(self._record_many)
 
-    def lease_seconds(self, batch_size: int) -> float:
-        """A claimed attempt's lease: its whole deadline, the wait for a slot, and slack.
-
-        A sender that sends one request after another (a plain synchronous transport)
-        needs the deadlines of the whole batch.
-        """
-        s = self.settings
-        per_attempt = s.connect_timeout + s.read_timeout + s.slot_wait
-        if not getattr(self.sender, "concurrent", False):
-            per_attempt *= max(batch_size, 1)
-        return per_attempt + s.lease_margin
+    def lease_seconds(self) -> float:
+        """A claimed delivery's lease, renewed by :class:`~app.engine.lease.Leases` while
+        this process holds it, so it need not cover the attempt's deadlines."""
+        return self.settings.lease_seconds
 
     # -- the whole batch -------------------------------------------------------------------
     def run(self, delivery_ids: Sequence[str]) -> BatchOutcome:
@@ -156,6 +152,16 @@ class DeliveryEngine:
         permits.give(len(outcome.skipped))
         if not claims:
             return outcome
+        held = [c.delivery_id for c in claims]
+        self.leases.hold(held)
+        try:
+            self._work(claims, outcome, permits)
+        finally:
+            self.leases.release(held)
+        return outcome
+
+    def _work(self, claims: list[Claim], outcome: BatchOutcome, permits: Permits) -> None:
+        """Render, send, judge and record the claimed deliveries."""
         ledger = Ledger()
         decisions: dict[str, Decision] = {}
         to_send: list[tuple[Claim, OutgoingRequest]] = []
@@ -217,7 +223,6 @@ class DeliveryEngine:
         written = self._record_group(ledger)
         self._drop_superseded(outcome, written)
         metrics.observe_outcomes(claims, ledger.attempts, outcome)
-        return outcome
 
     # -- the database steps, grouped across the tasks running at once ----------------------
     def _claim_many(self, batches: Sequence[tuple[str, ...]]
@@ -227,10 +232,10 @@ class DeliveryEngine:
         now = self.clock()
         with self.engine.begin() as conn:
             claims, _skipped = claim(
-                conn, wanted, now=now, lease_seconds=self.lease_seconds(len(wanted)),
+                conn, wanted, now=now, lease_seconds=self.lease_seconds(),
                 read_timeout=self.settings.read_timeout,
                 probe_seconds=self.settings.connect_timeout + self.settings.read_timeout
-                + self.settings.lease_margin)
+                + self.settings.lease_seconds)
         by_id = {c.delivery_id: c for c in claims}
         shares: list[tuple[list[Claim], list[str]]] = []
         for ids in batches:
@@ -245,6 +250,26 @@ class DeliveryEngine:
         return [written] * len(ledgers)
 
     def _record(self, ledger: Ledger, now: datetime) -> set[str]:
+        """The batch's record, tried again while the database is unreachable.
+
+        The attempts were made: giving up the record means sending them again later.
+        So a worker waits up to ``HOOKLINE_RECORD_PATIENCE`` for the database to come
+        back (a restart), then gives the batch to the sweeper by raising.
+        """
+        deadline = time.monotonic() + self.settings.record_patience
+        pause = 0.2
+        while True:
+            try:
+                return self._record_now(ledger, now)
+            except Exception as exc:
+                if not unreachable(exc) or time.monotonic() + pause > deadline:
+                    raise
+                log.warning("the database is unreachable; recording %d outcome(s) again "
+                            "in %.1f s: %s", len(ledger.updates), pause, exc)
+                time.sleep(pause)
+                pause = min(pause * 2, 2.0)
+
+    def _record_now(self, ledger: Ledger, now: datetime) -> set[str]:
         """The batch's record in one transaction; if the database refuses it, one delivery
         at a time, so one unstorable result costs only its own delivery's details."""
         try:
@@ -373,6 +398,7 @@ class DeliveryEngine:
                 park(conn, delivery_ids)
 
     def close(self) -> None:
+        self.leases.close()
         self.sender.close()
 
 

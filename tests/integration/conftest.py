@@ -41,7 +41,7 @@ ROOT = Path(__file__).resolve().parents[2]
 #: Test timings: quick retries and sweeps, short leases, so faults recover in seconds.
 FAST = {
     "retry_base_seconds": 0.3, "retry_multiplier": 2.0, "retry_jitter": 0.0,
-    "sweep_interval": 0.5, "redispatch_after": 5.0, "lease_margin": 1.0,
+    "sweep_interval": 0.5, "redispatch_after": 5.0, "lease_seconds": 3.0,
     "connect_timeout": 1.0, "read_timeout": 3.0, "worker_concurrency": 4,
     "broker_countdown_max": 30.0, "log_level": "INFO",
 }

@@ -27,7 +27,7 @@ class TestWorkerKilledMidDelivery:
 
     def test_sigkill_during_the_post_still_delivers(self, make_stack: Callable[..., Stack],
                                                     receiver: Receiver) -> None:
-        stack = make_stack(read_timeout=3.0, connect_timeout=1.0, lease_margin=1.0)
+        stack = make_stack(read_timeout=3.0, connect_timeout=1.0, lease_seconds=2.0)
         route = Route(delay=2.5)
         endpoint = subscribe(stack, receiver, "/slow", route)
         first = stack.worker()

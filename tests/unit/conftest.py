@@ -51,6 +51,8 @@ class SentTask:
     name: str
     args: Any
     options: dict[str, Any]
+    #: Message headers (the send time of delivery messages), apart from the routing options.
+    headers: dict[str, Any] = field(default_factory=dict)
 
 
 class RecordingSender:
@@ -64,7 +66,8 @@ class RecordingSender:
         self.on_send: Callable[[SentTask], None] | None = None
 
     def send_task(self, name: str, args: Any = None, **options: Any) -> SentTask:
-        task = SentTask(name, args, dict(options))
+        headers = dict(options.pop("headers", None) or {})
+        task = SentTask(name, args, dict(options), headers)
         if self.down:
             self.refused.append(task)
             raise ConnectionError("broker unavailable")

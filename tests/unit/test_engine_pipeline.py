@@ -19,8 +19,8 @@ from app.transport import HttpResult
 from tests.unit.conftest import T0, FixedClock, Harness, ScriptedTransport, SentRequest, http
 
 UNIX_NOW = 1780912800
-#: A probe counts as lost after connect + read timeout + lease margin (defaults: 5 + 30 + 30).
-PROBE_SECONDS = 65.0
+#: A probe counts as lost after connect + read timeout + a lease (defaults: 5 + 30 + 15).
+PROBE_SECONDS = 50.0
 #: While a probe is under way, the endpoint's other deliveries look again this soon.
 PROBE_WAIT = timedelta(seconds=2)
 

@@ -83,7 +83,7 @@ class TestParkedAndStale:
         assert harness.sender.delivery_ids_sent() == [delivery_id]
         row = harness.delivery(delivery_id)
         assert row.queued_at == T0
-        assert row.next_attempt_at == T0
+        assert row.next_attempt_at == ago(overdue)
 
     @pytest.mark.parametrize("state", [DeliveryState.SUCCEEDED, DeliveryState.DEAD])
     def test_finished_deliveries_are_never_sent(self, harness: Harness,
@@ -257,3 +257,143 @@ class TestBrokerReset:
                         clock=FixedClock(T0))
         assert sweep.run().broker_reset is False
         assert harness.sender.sent == []
+
+    def test_a_reset_noticed_while_the_database_is_away_is_noticed_again(
+        self, harness: Harness
+    ) -> None:
+        h = harness
+        due, _ = delivery(h, queued_at=ago(10), next_attempt_at=ago(10))
+        epoch = DictEpochStore()
+        sweep = sweeper(h, epoch)
+        real = sweep.sessions
+        sweep.sessions = Unopenable()  # type: ignore[assignment]
+
+        with pytest.raises(ConnectionError):
+            sweep.broker_was_reset()  # the key was missing; the database could not be told
+
+        assert EPOCH_KEY not in epoch.data
+        sweep.sessions = real
+        report = sweep.run()
+        assert report.broker_reset
+        assert h.sender.delivery_ids_sent() == [due]
+        assert EPOCH_KEY in epoch.data
+
+    def test_a_reset_parks_every_waiting_delivery_before_it_sets_the_epoch(
+        self, harness: Harness
+    ) -> None:
+        h = harness
+        later, _ = delivery(h, state=DeliveryState.RETRY_SCHEDULED, queued_at=ago(5),
+                            next_attempt_at=T0 + timedelta(hours=2))
+        h.sender.down = True
+        epoch = DictEpochStore()
+
+        report = sweeper(h, epoch).run()
+
+        assert report.broker_reset and EPOCH_KEY in epoch.data
+        assert h.delivery(later).queued_at is None  # the sweeper sends it when it is due
+
+
+class Unopenable:
+    """A session factory whose database cannot be reached."""
+
+    def __call__(self) -> Any:
+        raise ConnectionError("database unreachable")
+
+    def begin(self) -> Any:
+        raise ConnectionError("database unreachable")
+
+
+class StaticHorizons:
+    """Queue horizons as the broker would report them (unix seconds, or None)."""
+
+    def __init__(self, default: float | None, **per_queue: float | None) -> None:
+        self.default = default
+        self.per_queue = per_queue
+        self.asked = 0
+
+    def horizons(self, queues: Any) -> dict[str, float | None]:
+        self.asked += 1
+        return {q: self.per_queue.get(q.replace(".", "_"), self.default) for q in queues}
+
+
+def with_horizons(h: Harness, horizons: Any) -> Sweeper:
+    return Sweeper(h.settings, h.sessions, h.dispatcher,
+                   DictEpochStore({EPOCH_KEY: "epoch_before"}), horizons, clock=FixedClock(T0))
+
+
+class TestLostMessages:
+    """A due delivery whose message left its queue and was never claimed is sent again."""
+
+    def test_a_delivery_due_past_lost_after_whose_queue_is_empty_is_resent(
+        self, harness: Harness
+    ) -> None:
+        h = harness
+        overdue = h.settings.lost_after + 1
+        lost, _ = delivery(h, queued_at=ago(overdue + 5), next_attempt_at=ago(overdue))
+
+        report = with_horizons(h, StaticHorizons(T0.timestamp())).run()
+
+        assert (report.resent, report.dispatched) == (1, 1)
+        assert h.sender.delivery_ids_sent() == [lost]
+        assert h.delivery(lost).queued_at == T0
+
+    def test_a_delivery_due_only_recently_is_left_to_its_message(self, harness: Harness) -> None:
+        h = harness
+        recent = h.settings.lost_after - 1
+        delivery(h, queued_at=ago(60), next_attempt_at=ago(recent))
+        report = with_horizons(h, StaticHorizons(T0.timestamp())).run()
+        assert report.resent == 0 and h.sender.sent == []
+
+    def test_a_delivery_sent_after_the_oldest_waiting_message_is_still_queued(
+        self, harness: Harness
+    ) -> None:
+        h = harness
+        delivery(h, queued_at=ago(30), next_attempt_at=ago(30))
+        oldest_waiting = (T0 - timedelta(seconds=60)).timestamp()  # a backlog: 60 s deep
+        report = with_horizons(h, StaticHorizons(oldest_waiting)).run()
+        assert report.resent == 0 and h.sender.sent == []
+
+    def test_a_queue_without_a_horizon_waits_for_redispatch_after(self, harness: Harness) -> None:
+        h = harness
+        delivery(h, queued_at=ago(60), next_attempt_at=ago(60))
+        report = with_horizons(h, StaticHorizons(None)).run()
+        assert report.resent == 0 and h.sender.sent == []
+
+    def test_an_unreadable_broker_resends_nothing_early(self, harness: Harness) -> None:
+        class Broken:
+            def horizons(self, queues: Any) -> dict[str, float | None]:
+                raise ConnectionError("redis down")
+
+        h = harness
+        delivery(h, queued_at=ago(60), next_attempt_at=ago(60))
+        report = with_horizons(h, Broken()).run()
+        assert report.resent == 0 and h.sender.sent == []
+
+    def test_a_lost_countdown_retry_keeps_its_attempt_count(self, harness: Harness) -> None:
+        h = harness
+        lost, _ = delivery(h, state=DeliveryState.RETRY_SCHEDULED, attempt_count=3,
+                           queued_at=ago(40), next_attempt_at=ago(20))
+        with_horizons(h, StaticHorizons(T0.timestamp())).run()
+        row = h.delivery(lost)
+        assert (row.state, row.attempt_count) == (DeliveryState.RETRY_SCHEDULED, 3)
+        assert h.sender.delivery_ids_sent() == [lost]
+
+
+class TestPoisonIsolation:
+    """Deliveries of a worker that died go back one per message."""
+
+    def test_each_recovered_delivery_gets_its_own_message(self, harness: Harness) -> None:
+        h = harness
+        tenant = h.tenant()
+        h.endpoint(tenant)
+        ids = [h.publish(tenant).delivery_ids[0] for _ in range(3)]
+        for delivery_id in ids:
+            h.set_delivery(delivery_id, state=DeliveryState.IN_FLIGHT, attempt_count=1,
+                           lease_expires_at=ago(1))
+        h.sender.sent.clear()
+
+        report = sweeper(h).run()
+
+        assert report.lost == 3
+        assert sorted(len(t.args[0]) for t in h.sender.sent) == [1, 1, 1]
+        assert sorted(h.sender.delivery_ids_sent()) == sorted(ids)

@@ -32,6 +32,8 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
@@ -78,6 +80,18 @@ FINAL_STATES = (DeliveryState.SUCCEEDED, DeliveryState.DEAD)
 
 #: States a delivery can be claimed from.
 CLAIMABLE_STATES = (DeliveryState.PENDING, DeliveryState.RETRY_SCHEDULED)
+
+#: States of a delivery not yet finished: with an ordering key, it holds back later ones.
+UNFINISHED_STATES = (DeliveryState.PENDING, DeliveryState.IN_FLIGHT, DeliveryState.RETRY_SCHEDULED)
+
+
+class Ordering(enum.StrEnum):
+    """An endpoint's delivery order (app/ordering.py)."""
+
+    #: Deliveries go out as they come, in parallel.
+    NONE = "none"
+    #: One delivery at a time per ordering key, in publish order.
+    KEY = "key"
 
 
 class DeadReason(enum.StrEnum):
@@ -178,6 +192,9 @@ class Endpoint(Base):
     timeout_seconds: Mapped[float | None] = mapped_column(Float, default=None)
     max_attempts: Mapped[int | None] = mapped_column(Integer, default=None)
     description: Mapped[str | None] = mapped_column(Text, default=None)
+    #: ``key``: deliveries with the same ordering key go one at a time, in order.
+    ordering: Mapped[str] = mapped_column(String(10), default=Ordering.NONE,
+                                          server_default=Ordering.NONE.value)
     #: The circuit breaker (app/engine/circuit.py): closed, open or half_open.
     circuit_state: Mapped[str] = mapped_column(String(20), default="closed")
     #: Failures in a row; the circuit opens at the policy's threshold.
@@ -205,6 +222,14 @@ class Event(Base):
     environment: Mapped[str] = mapped_column(String(20), default=Environment.PRODUCTION)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     pruned_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    #: The entity this event is about (given, or the catalogue's declared field).
+    ordering_key: Mapped[str | None] = mapped_column(String(200), default=None)
+    #: 1, 2, 3… per tenant and ordering key, in commit order (``ordering_sequences``).
+    sequence: Mapped[int | None] = mapped_column(BigInteger, default=None)
+
+
+_UNFINISHED_ORDERED = text(
+    "ordering_key IS NOT NULL AND state IN ('pending', 'in_flight', 'retry_scheduled')")
 
 
 class Delivery(Base):
@@ -215,6 +240,13 @@ class Delivery(Base):
         Index("ix_deliveries_endpoint_state", "endpoint_id", "state"),
         #: A replay walks one tenant's deliveries by (created_at, id) within its window.
         Index("ix_deliveries_tenant_created", "tenant_id", "created_at", "id"),
+        #: Ordered endpoints: the unfinished deliveries of one key, by position; the
+        #: claim's "no earlier one unfinished" test reads it (app/ordering.py).
+        Index("ix_deliveries_ordering", "endpoint_id", "ordering_key", "position",
+              postgresql_where=_UNFINISHED_ORDERED, sqlite_where=_UNFINISHED_ORDERED),
+        #: Deliveries held back behind an earlier one of their key (few at any time).
+        Index("ix_deliveries_blocked", "endpoint_id",
+              postgresql_where=text("blocked"), sqlite_where=text("blocked")),
     )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
@@ -232,11 +264,26 @@ class Delivery(Base):
     dead_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None, index=True)
     succeeded_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     requeue_count: Mapped[int] = mapped_column(Integer, default=0)
+    #: Set only for an endpoint with ``ordering = key``: the event's key and sequence.
+    ordering_key: Mapped[str | None] = mapped_column(String(200), default=None)
+    position: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    #: Waiting, with no message, for an earlier delivery of its key to finish.
+    blocked: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
     event: Mapped[Event] = relationship()
     endpoint: Mapped[Endpoint] = relationship()
+
+
+class OrderingSequence(Base):
+    """The last sequence number given per tenant and ordering key (app/ordering.py)."""
+
+    __tablename__ = "ordering_sequences"
+
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"), primary_key=True)
+    ordering_key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    last_sequence: Mapped[int] = mapped_column(BigInteger)
 
 
 class Attempt(Base):

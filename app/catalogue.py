@@ -28,11 +28,15 @@ class EventType:
     internal_fields: frozenset[str] = frozenset()
     #: A data key whose value is the event's idempotency key when none is given.
     idempotency_field: str | None = None
+    #: A data key whose value is the event's ordering key when none is given (app/ordering.py).
+    ordering_field: str | None = None
 
 
 #: CrewPass never names the provider behind a check or a certificate.
 _CREWPASS_INTERNAL = frozenset({"provider", "provider_id", "provider_name", "verified_by",
                                 "vendor", "internal_note", "internal_notes"})
+#: A CrewPass event is about one crew member: its ordering key (app/ordering.py).
+_CREWPASS_ORDERING = "crew_unique_id"
 #: Cr3dentials never sends the raw attestation, only its hash.
 _CR3DENTIALS_INTERNAL = frozenset({"attestation", "rawAttestation"})
 
@@ -45,15 +49,15 @@ def _session(suffix: str, description: str) -> EventType:
 BUILTIN_EVENT_TYPES: tuple[EventType, ...] = (
     # CrewPass catalogue v1
     EventType("crew.document.processed", "A certificate finishes processing and verification",
-              "crew:documents:read", _CREWPASS_INTERNAL),
+              "crew:documents:read", _CREWPASS_INTERNAL, ordering_field=_CREWPASS_ORDERING),
     EventType("crew.document.updated", "A document's verification status changes",
-              "crew:documents:read", _CREWPASS_INTERNAL),
+              "crew:documents:read", _CREWPASS_INTERNAL, ordering_field=_CREWPASS_ORDERING),
     EventType("crew.compliance.changed", "A crew member's compliance state changes",
-              "crew:compliance:read", _CREWPASS_INTERNAL),
+              "crew:compliance:read", _CREWPASS_INTERNAL, ordering_field=_CREWPASS_ORDERING),
     EventType("crew.status.changed", "Verification or background-check status changes",
-              "crew:status:subscribe", _CREWPASS_INTERNAL),
+              "crew:status:subscribe", _CREWPASS_INTERNAL, ordering_field=_CREWPASS_ORDERING),
     EventType("crew.profile.updated", "A crew member updates their profile", "crew:profile:read",
-              _CREWPASS_INTERNAL),
+              _CREWPASS_INTERNAL, ordering_field=_CREWPASS_ORDERING),
     # Crewship
     EventType("run.succeeded", "A run completed successfully"),
     EventType("run.failed", "A run failed with an error"),
@@ -119,12 +123,14 @@ class Catalogue:
 
 def extra_event_type(spec: str | Mapping[str, Any]) -> EventType:
     """A deployment-defined event type: a name, or an object with ``name`` and optionally
-    ``description``, ``scope``, ``internal_fields`` and ``idempotency_field``."""
+    ``description``, ``scope``, ``internal_fields``, ``idempotency_field`` and
+    ``ordering_field``."""
     if isinstance(spec, str):
         return EventType(spec, "Deployment-defined event type")
     if not isinstance(spec, Mapping) or not isinstance(spec.get("name"), str):
         raise InvalidEventType(f"extra event type {spec!r}: expected a name or an object with 'name'")
-    unknown = set(spec) - {"name", "description", "scope", "internal_fields", "idempotency_field"}
+    unknown = set(spec) - {"name", "description", "scope", "internal_fields", "idempotency_field",
+                           "ordering_field"}
     if unknown:
         raise InvalidEventType(f"extra event type {spec['name']!r}: unknown keys {sorted(unknown)}")
     internal = spec.get("internal_fields") or []
@@ -133,6 +139,7 @@ def extra_event_type(spec: str | Mapping[str, Any]) -> EventType:
     return EventType(
         spec["name"], str(spec.get("description") or "Deployment-defined event type"),
         spec.get("scope"), frozenset(internal), spec.get("idempotency_field"),
+        spec.get("ordering_field"),
     )
 
 

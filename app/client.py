@@ -17,7 +17,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.admin import validate_endpoint_url
-from app.broker_view import RedisQueueHorizons
+from app.brokers import AmqpBroker, Broker, RedisBroker
 from app.catalogue import Catalogue, default_catalogue
 from app.coalescing import EnqueueCoalescer
 from app.db import create_engine_for, session_factory
@@ -106,16 +106,24 @@ class Hookline:
 
     @cached_property
     def broker_client(self) -> redis.Redis:
+        """A Redis client on the broker (Redis brokers only; see :attr:`broker`)."""
         return redis.Redis.from_url(self.settings.resolved_broker_url, socket_timeout=5,
                                     socket_connect_timeout=5)
 
     @cached_property
+    def broker(self) -> Broker:
+        """Readiness, queue lengths and the reset marker, on either broker (:mod:`app.brokers`)."""
+        if self.settings.broker_kind == "amqp":
+            from workers.celery_app import hookline_queues
+
+            return AmqpBroker(self.settings.resolved_broker_url, hookline_queues(self.settings))
+        peekable = self.settings.resolved_broker_url.startswith(("redis://", "rediss://", "unix://"))
+        return RedisBroker(self.broker_client, self.settings.broker_key_prefix, peekable=peekable)
+
+    @cached_property
     def sweeper(self) -> Sweeper:
-        horizons = None
-        if self.settings.resolved_broker_url.startswith(("redis://", "rediss://", "unix://")):
-            horizons = RedisQueueHorizons(self.broker_client, self.settings.broker_key_prefix)
-        return Sweeper(self.settings, self.sessions, self.dispatcher, self.broker_client,
-                       horizons)
+        return Sweeper(self.settings, self.sessions, self.dispatcher, self.broker,
+                       self.broker.horizons())
 
     def after_fork(self) -> None:
         """Drop connections and the sender's event loop inherited from a parent process."""
@@ -141,12 +149,15 @@ class Hookline:
                 environment: str = "production",
                 webhook_url: str | None = None,
                 webhook_secret: str | None = None,
-                endpoint_ids: Sequence[str] | None = None) -> PublishResult:
+                endpoint_ids: Sequence[str] | None = None,
+                ordering_key: str | None = None) -> PublishResult:
         """Record *event_type* for *tenant* with payload *data* and deliver it to subscribers.
 
         *webhook_url* sends it to that one-off destination instead (checked against the
         egress policy), signed with *webhook_secret* or a new secret of its own;
-        *endpoint_ids* to exactly those endpoints.
+        *endpoint_ids* to exactly those endpoints. *ordering_key* names the entity the
+        event is about (:mod:`app.ordering`): a sequence number, and ordered delivery to
+        endpoints that ask for it.
         """
         if webhook_url is not None:
             webhook_url = validate_endpoint_url(webhook_url, self.egress_policy)
@@ -157,13 +168,14 @@ class Hookline:
                        environment=environment, webhook_url=webhook_url,
                        webhook_secret=webhook_secret,
                        endpoint_ids=endpoint_ids, cache=self.subscriber_cache,
-                       enqueue=self.coalescer.submit)
+                       enqueue=self.coalescer.submit, ordering_key=ordering_key)
 
     def publish_many(self, tenant: str, items: Sequence[Mapping[str, Any]], *,
                      environment: str = "production") -> BatchResult:
         """Record up to 1,000 events for *tenant* in one transaction and deliver them.
 
-        Each item: ``{"event_type", "data", "idempotency_key"?, "occurred_at"?}``. Every
+        Each item: ``{"event_type", "data", "idempotency_key"?, "ordering_key"?,
+        "occurred_at"?}``. Every
         item is validated like :meth:`publish`; bad items are reported in their result
         (index, field, message) and the good ones are written (:mod:`app.fanout`).
         """

@@ -16,6 +16,7 @@
     │   │   └── BlockedDestination  http:// when not allowed, or an address deliveries may
     │   │                           not reach (loopback, private, metadata, ...)
     │   ├── BatchTooLarge           more events in one batch than the limit
+    │   ├── InvalidOrderingKey      an ordering key too long, with NUL, or an unknown ordering
     │   ├── InvalidSelection        e.g. a requeue with neither ids nor --all
     │   └── InvalidWatch            a change-feed watch that cannot work as declared
     ├── ConfigurationError          settings that cannot work together
@@ -88,6 +89,10 @@ class BatchTooLarge(InputError):
         super().__init__(f"{size} events in one batch, over the limit of {limit}")
         self.size = size
         self.limit = limit
+
+
+class InvalidOrderingKey(InputError):
+    """An ordering key over 200 characters, empty or with NUL; or an unknown ``ordering``."""
 
 
 class InvalidEndpointURL(InputError):

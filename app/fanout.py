@@ -32,6 +32,7 @@ from app.errors import (
     BatchTooLarge,
     InputError,
     InvalidEventType,
+    InvalidOrderingKey,
     InvalidPayload,
     PayloadTooLarge,
     UnknownEventType,
@@ -39,6 +40,7 @@ from app.errors import (
 )
 from app.ids import new_id
 from app.models import Delivery, DeliveryState, Environment, Event, Tenant, utcnow
+from app.ordering import assign, next_sequences, resolve_ordering_key
 from app.subscribers import SubscriberCache
 
 #: Most events one call (or one ``POST …/events/batch``) may carry.
@@ -54,7 +56,8 @@ class ItemResult:
     event_id: str | None = None
     delivery_ids: tuple[str, ...] = ()
     error: str | None = None
-    #: The item's field the error is about: ``type``, ``data``, ``idempotencyKey``, ``occurredAt``.
+    #: The item's field the error is about: ``type``, ``data``, ``idempotencyKey``,
+    #: ``orderingKey``, ``occurredAt``.
     field: str | None = None
 
 
@@ -77,6 +80,8 @@ class ValidItem:
     occurred_at: datetime | None
     #: Fixed by the caller (the change feed's outbox row); a new id otherwise.
     event_id: str | None = None
+    #: The entity the event is about (app/ordering.py): it gets a sequence number.
+    ordering_key: str | None = None
 
 
 class ItemError(InputError):
@@ -90,6 +95,8 @@ class ItemError(InputError):
 def field_of(exc: InputError) -> str:
     if isinstance(exc, ItemError):
         return exc.field
+    if isinstance(exc, InvalidOrderingKey):
+        return "orderingKey"
     if isinstance(exc, UnknownEventType | InvalidEventType):
         return "type"
     if isinstance(exc, InvalidPayload | PayloadTooLarge):
@@ -115,7 +122,9 @@ def validate_item(catalogue: Catalogue, item: Mapping[str, Any], index: int,
         raise ItemError("idempotencyKey",
                         f"idempotency key must be 1 to {MAX_IDEMPOTENCY_KEY_LENGTH} characters")
     occurred_at = utc_time(item.get("occurred_at"))
-    return ValidItem(index, event_type, payload, key, occurred_at)
+    ordering_key = resolve_ordering_key(item.get("ordering_key"), declared.ordering_field,
+                                        payload)
+    return ValidItem(index, event_type, payload, key, occurred_at, ordering_key=ordering_key)
 
 
 def utc_time(value: Any) -> datetime | None:
@@ -146,7 +155,7 @@ def publish_many(
     """Record up to :data:`MAX_BATCH_EVENTS` events for *tenant* and enqueue their deliveries.
 
     Each item is a mapping with ``event_type``, ``data`` and optionally
-    ``idempotency_key`` and ``occurred_at``.
+    ``idempotency_key``, ``ordering_key`` and ``occurred_at``.
     """
     if len(items) > MAX_BATCH_EVENTS:
         raise BatchTooLarge(len(items), MAX_BATCH_EVENTS)
@@ -199,14 +208,16 @@ def write_and_enqueue(engine: Engine, dispatcher: Dispatcher, cache: SubscriberC
 def one_statement(engine: Engine, cache: SubscriberCache, tenant: str, environment: str,
                   valid: Sequence[ValidItem]
                   ) -> tuple[dict[int, ItemResult], list[dict[str, Any]]] | None:
-    """PostgreSQL, one event without an idempotency key, its tenant and subscribers at
-    hand: the event and its deliveries in one autocommitted statement, one round trip.
+    """PostgreSQL, one event without an idempotency key or an ordering key, its tenant and
+    subscribers at hand: the event and its deliveries in one autocommitted statement, one
+    round trip. (An ordering key needs its sequence number: the ordinary path.)
 
     The statement writes only while the tenant's endpoints version is still the one the
     cached subscribers belong to; otherwise it writes nothing and returns None, and the
     caller takes the ordinary path, which reads the tenant again.
     """
-    if engine.dialect.name != "postgresql" or len(valid) != 1 or valid[0].key is not None:
+    if (engine.dialect.name != "postgresql" or len(valid) != 1 or valid[0].key is not None
+            or valid[0].ordering_key is not None):
         return None
     known = cache.tenants.get(tenant)
     if known is None:
@@ -290,6 +301,9 @@ def record_events(conn: Connection, cache: SubscriberCache, tenant: str, environ
     results: dict[int, ItemResult] = {}
     events: list[dict[str, Any]] = []
     deliveries: list[dict[str, Any]] = []
+    sequences = _sequences(conn, tenant_id, valid, known)
+    ordered = (cache.ordered(conn, tenant_id, version, environment) if sequences
+               else frozenset[str]())
     for item in valid:
         if item.key is not None and item.key in known:
             event_id = known[item.key]
@@ -299,15 +313,19 @@ def record_events(conn: Connection, cache: SubscriberCache, tenant: str, environ
         event_id = item.event_id or new_id("evt")
         targets = cache.matching(conn, tenant_id, version, environment, item.event_type)
         ids = tuple(new_id("dlv") for _ in targets)
+        sequence = sequences.get(item.index)
         events.append({"id": event_id, "tenant_id": tenant_id, "event_type": item.event_type,
                        "payload": item.payload, "occurred_at": item.occurred_at or now,
                        "idempotency_key": item.key, "environment": environment,
-                       "created_at": now})
+                       "created_at": now, "ordering_key": item.ordering_key,
+                       "sequence": sequence})
         deliveries.extend(
             {"id": delivery_id, "event_id": event_id, "endpoint_id": endpoint_id,
              "tenant_id": tenant_id, "state": DeliveryState.PENDING, "attempt_count": 0,
              "next_attempt_at": now, "queued_at": now, "requeue_count": 0,
-             "created_at": now, "updated_at": now}
+             "created_at": now, "updated_at": now,
+             **({"ordering_key": item.ordering_key, "position": sequence}
+                if endpoint_id in ordered and sequence is not None else _UNORDERED)}
             for delivery_id, endpoint_id in zip(ids, targets, strict=True))
         results[item.index] = ItemResult(item.index, "created", event_id, ids)
         if item.key is not None:
@@ -318,6 +336,30 @@ def record_events(conn: Connection, cache: SubscriberCache, tenant: str, environ
     if deliveries:
         conn.execute(insert(Delivery), deliveries)
     return results, deliveries
+
+
+_UNORDERED: dict[str, Any] = {"ordering_key": None, "position": None}
+
+
+def _sequences(conn: Connection, tenant_id: str, valid: Sequence[ValidItem],
+               known: Mapping[str, str]) -> dict[int, int]:
+    """Each new keyed item's sequence number by index (nothing to do, no statement, when
+    no item has an ordering key). An item whose idempotency key was seen before, here
+    or earlier in the batch, writes nothing and takes no number."""
+    keyed: list[ValidItem] = []
+    seen = set(known)
+    for item in valid:
+        if item.key is not None:
+            if item.key in seen:
+                continue
+            seen.add(item.key)
+        if item.ordering_key is not None:
+            keyed.append(item)
+    if not keyed:
+        return {}
+    keys = [item.ordering_key for item in keyed]
+    numbers = assign(keys, next_sequences(conn, tenant_id, [k for k in keys if k is not None]))
+    return {item.index: n for item, n in zip(keyed, numbers, strict=True) if n is not None}
 
 
 def send_or_park(engine: Engine, dispatcher: Dispatcher, pairs: list[tuple[str, str]]) -> list[str]:

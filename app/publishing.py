@@ -26,7 +26,17 @@ from app.errors import InputError, InvalidPayload, PayloadTooLarge, UnknownTenan
 from app.ids import new_id
 from app.json_depth import MAX_JSON_DEPTH, json_depth
 from app.matching import matches_any
-from app.models import Delivery, DeliveryState, Endpoint, Environment, Event, Tenant, utcnow
+from app.models import (
+    Delivery,
+    DeliveryState,
+    Endpoint,
+    Environment,
+    Event,
+    Ordering,
+    Tenant,
+    utcnow,
+)
+from app.ordering import next_sequences, resolve_ordering_key
 from app.subscribers import SubscriberCache
 
 MAX_IDEMPOTENCY_KEY_LENGTH = 200
@@ -113,6 +123,7 @@ def publish(
     webhook_secret: str | None = None,
     cache: SubscriberCache | None = None,
     enqueue: Callable[[list[tuple[str, str]]], None] | None = None,
+    ordering_key: str | None = None,
 ) -> PublishResult:
     """Record an event for *tenant*, fan it out to matching endpoints and enqueue them.
 
@@ -126,7 +137,9 @@ def publish(
     still live and records its use). Without those three, the event takes the bulk
     path of :mod:`app.fanout`, with *cache* holding the tenant's subscribers, and
     *enqueue* (an :class:`app.coalescing.EnqueueCoalescer`'s ``submit``), if given,
-    sends its messages instead of a send before returning.
+    sends its messages instead of a send before returning. *ordering_key* (or the
+    field the event type declares) names the entity the event is about: the event gets
+    the next sequence number of that key (:mod:`app.ordering`).
     """
     declared = catalogue.require(event_type)
     environment = check_environment(environment)
@@ -137,13 +150,15 @@ def publish(
         raise InputError(f"idempotency key must be 1 to {MAX_IDEMPOTENCY_KEY_LENGTH} characters")
     from app.fanout import ValidItem, utc_time, write_and_enqueue
 
+    ordering_key = resolve_ordering_key(ordering_key, declared.ordering_field, payload)
     occurred_at = utc_time(occurred_at)
     if webhook_url is None and endpoint_ids is None and guard is None:
         # The hot path: Core SQL, cached subscribers (app/fanout.py).
         written, parked = write_and_enqueue(
             sessions.kw["bind"], dispatcher, cache or SubscriberCache(), tenant=tenant,
             environment=environment,
-            valid=[ValidItem(0, event_type, payload, idempotency_key, occurred_at)],
+            valid=[ValidItem(0, event_type, payload, idempotency_key, occurred_at,
+                             ordering_key=ordering_key)],
             enqueue=enqueue)
         item = written[0]
         return PublishResult(event_id=item.event_id or "", delivery_ids=list(item.delivery_ids),
@@ -165,7 +180,7 @@ def publish(
             event, deliveries = record_event(
                 session, tenant_row, event_type, payload, now=now,
                 occurred_at=occurred_at, idempotency_key=idempotency_key,
-                environment=environment, endpoint_ids=endpoint_ids,
+                environment=environment, endpoint_ids=endpoint_ids, ordering_key=ordering_key,
             )
     except IntegrityError:
         # Another publisher won the race for this idempotency key.
@@ -195,16 +210,21 @@ def record_event(
     idempotency_key: str | None = None,
     environment: str = Environment.PRODUCTION,
     endpoint_ids: Sequence[str] | None = None,
+    ordering_key: str | None = None,
 ) -> tuple[Event, list[Delivery]]:
     """Write an event and one pending delivery per matching endpoint inside *session*.
 
     The caller owns the transaction (a producer relays an outbox row and marks it done
     in the same one) and, after commit, sends the messages with :func:`enqueue_or_park`.
-    *payload* must already be validated (:func:`encode_payload`).
+    *payload* must already be validated (:func:`encode_payload`). An *ordering_key*
+    takes its sequence number here, in the same transaction.
     """
+    sequence = (next_sequences(session.connection(), tenant.id, [ordering_key])[ordering_key][0]
+                if ordering_key is not None else None)
     event = Event(id=event_id or new_id("evt"), tenant_id=tenant.id, event_type=event_type,
                   payload=payload, occurred_at=occurred_at or now,
-                  idempotency_key=idempotency_key, environment=environment, created_at=now)
+                  idempotency_key=idempotency_key, environment=environment, created_at=now,
+                  ordering_key=ordering_key, sequence=sequence)
     session.add(event)
     if endpoint_ids is not None:
         targets = list(session.scalars(select(Endpoint).where(
@@ -216,7 +236,9 @@ def record_event(
         Delivery(id=new_id("dlv"), event_id=event.id, endpoint_id=e.id,
                  tenant_id=tenant.id, state=DeliveryState.PENDING, attempt_count=0,
                  next_attempt_at=now, queued_at=now, requeue_count=0,
-                 created_at=now, updated_at=now)
+                 created_at=now, updated_at=now,
+                 **({"ordering_key": ordering_key, "position": sequence}
+                    if e.ordering == Ordering.KEY and sequence is not None else {}))
         for e in targets
     ]
     session.add_all(deliveries)

@@ -20,13 +20,15 @@ from sqlalchemy import Connection, select, update
 from sqlalchemy.orm import Session, UOWTransaction
 
 from app.matching import matches_any
-from app.models import Endpoint, Tenant
+from app.models import Endpoint, Ordering, Tenant
 
 
 @dataclass(frozen=True, slots=True)
 class Subscriber:
     endpoint_id: str
     filters: tuple[str, ...]
+    #: The endpoint takes one delivery at a time per ordering key (app/ordering.py).
+    ordered: bool = False
 
 
 class SubscriberCache:
@@ -46,13 +48,14 @@ class SubscriberCache:
         if entry is not None and entry[0] == version:
             return entry[1]
         rows = conn.execute(
-            select(Endpoint.id, Endpoint.event_types)
+            select(Endpoint.id, Endpoint.event_types, Endpoint.ordering)
             .where(Endpoint.tenant_id == tenant_id, Endpoint.enabled,
                    Endpoint.deleted_at.is_(None), Endpoint.one_off.is_(False),
                    Endpoint.environment == environment)
             .order_by(Endpoint.created_at, Endpoint.id)
         ).all()
-        subscribers = tuple(Subscriber(row[0], tuple(row[1] or ())) for row in rows)
+        subscribers = tuple(Subscriber(row[0], tuple(row[1] or ()), row[2] == Ordering.KEY)
+                            for row in rows)
         with self._lock:
             if len(self._entries) >= self._max_entries:
                 self._entries.clear()
@@ -66,6 +69,12 @@ class SubscriberCache:
         if entry is None or entry[0] != version:
             return None
         return [s.endpoint_id for s in entry[1] if matches_any(list(s.filters), event_type)]
+
+    def ordered(self, conn: Connection, tenant_id: str, version: int,
+                environment: str) -> frozenset[str]:
+        """Ids of the endpoints that deliver in order per key."""
+        return frozenset(s.endpoint_id for s in self.endpoints(conn, tenant_id, version, environment)
+                         if s.ordered)
 
     def matching(self, conn: Connection, tenant_id: str, version: int, environment: str,
                  event_type: str) -> list[str]:

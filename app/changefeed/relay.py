@@ -43,6 +43,7 @@ from app.dispatch import Dispatcher
 from app.errors import InputError, UnknownTenant
 from app.fanout import ValidItem, record_events
 from app.models import Environment, Event, utcnow
+from app.ordering import implied_ordering_key
 from app.publishing import encode_payload, enqueue_or_park
 from app.subscribers import SubscriberCache
 
@@ -168,14 +169,15 @@ class Relay:
                 report.already.append(row.event_id)
                 continue
             try:
-                self.catalogue.require(row.event_type)
+                declared = self.catalogue.require(row.event_type)
                 payload = encode_payload(row.payload, self.max_payload_bytes)
+                ordering_key = implied_ordering_key(declared.ordering_field, payload)
             except InputError as exc:
                 self._fail(session, row.id, str(exc), report)
                 continue
             by_tenant.setdefault(row.tenant_ref, []).append(
                 (row, ValidItem(index, row.event_type, payload, None, row.occurred_at,
-                                event_id=row.event_id)))
+                                event_id=row.event_id, ordering_key=ordering_key)))
         connection = session.connection()
         for tenant_ref, group in by_tenant.items():
             try:

@@ -12,6 +12,12 @@ On Redis (kombu's transport: ``LPUSH`` to send, ``BRPOP`` to take, so the oldest
 message is the list's last element) the horizon is read with ``LLEN`` and ``LINDEX -1``;
 an empty queue's horizon is now. A queue whose oldest message carries no time (sent
 by an older version) has no horizon: its deliveries wait for ``HOOKLINE_REDISPATCH_AFTER``.
+
+On RabbitMQ (:class:`AmqpQueueHorizons`) a message cannot be read without taking it, so
+only the count of ready messages is known (a passive ``queue.declare``): an empty queue's
+horizon is now, any other queue has none. That is still sound: a message a worker holds
+is not counted, and RabbitMQ makes a dead consumer's unacknowledged messages ready again
+the moment its connection closes, so they are counted, not taken for lost.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 log = logging.getLogger(__name__)
@@ -71,3 +77,17 @@ class RedisQueueHorizons:
             length, oldest = replies[2 * i], replies[2 * i + 1]
             found[queue] = now if not length else sent_at(oldest)
         return found
+
+
+class AmqpQueueHorizons:
+    """Horizons from each queue's count of ready messages (*counts*, from the broker)."""
+
+    def __init__(self, counts: Callable[[Sequence[str]], Mapping[str, int]],
+                 clock: Callable[[], float] = time.time) -> None:
+        self.counts = counts
+        self.clock = clock
+
+    def horizons(self, queues: Sequence[str]) -> dict[str, float | None]:
+        now = self.clock()
+        counts = self.counts(queues)
+        return {queue: now if counts.get(queue) == 0 else None for queue in queues}

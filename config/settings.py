@@ -21,6 +21,9 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 DEFAULT_EMBEDDED_REDIS_PORT = 6399
 #: Queue-name prefix; every queue and Redis key Hookline owns starts with it.
 QUEUE_PREFIX = "hookline"
+#: Broker URL schemes: Redis, and RabbitMQ (kombu's py-amqp transport).
+REDIS_SCHEMES = ("redis://", "rediss://", "redis+socket://")
+AMQP_SCHEMES = ("amqp://", "amqps://")
 
 
 class Settings(BaseSettings):
@@ -33,10 +36,12 @@ class Settings(BaseSettings):
         default=None, description="SQLAlchemy URL; unset means SQLite in the data directory."
     )
     broker_url: str | None = Field(
-        default=None, description="Redis URL; unset means an embedded Redis started on demand."
+        default=None, description="Redis (redis://, rediss://, redis+socket://) or RabbitMQ "
+        "(amqp://, amqps://) URL; unset means an embedded Redis started on demand."
     )
     broker_key_prefix: str = Field(
-        default="", description="Prefix on every broker key (kombu global_keyprefix)."
+        default="", description="Prefix on every broker key (kombu global_keyprefix); Redis "
+        "only: on RabbitMQ a vhost in the URL keeps deployments apart."
     )
     embedded_redis_port: int = Field(default=DEFAULT_EMBEDDED_REDIS_PORT, ge=1, le=65535)
 
@@ -63,6 +68,10 @@ class Settings(BaseSettings):
     retry_after_max_seconds: float = Field(default=3600, gt=0)
 
     visibility_timeout: int = Field(default=3600, ge=10, description="Redis broker visibility timeout.")
+    broker_consumer_timeout: float = Field(
+        default=1800.0, ge=10,
+        description="RabbitMQ's consumer_timeout in seconds, as the server has it (its default is "
+        "30 min): a message a worker holds unacknowledged longer closes the worker's channel.")
     broker_countdown_max: float = Field(
         default=60.0,
         gt=0,
@@ -168,6 +177,9 @@ class Settings(BaseSettings):
     worker_pool: Literal["threads", "prefork", "solo"] = "threads"
     worker_concurrency: int = Field(default=32, ge=1, le=512)
     flower_port: int = Field(default=5555, ge=1, le=65535)
+    flower_broker_api: str | None = Field(
+        default=None, description="RabbitMQ management API URL for Flower's broker page "
+        "(http://user:pass@host:15672/api/); unset leaves it to Flower's guess.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
     user_agent: str = "Hookline/0.1"
     extra_event_types: list[str | dict[str, Any]] = Field(
@@ -221,8 +233,9 @@ class Settings(BaseSettings):
     def _check_broker_url(cls, value: str | None) -> str | None:
         if value is None or value == "":
             return None
-        if not value.startswith(("redis://", "rediss://", "redis+socket://")):
-            raise ValueError("HOOKLINE_BROKER_URL must be a redis://, rediss:// or redis+socket:// URL")
+        if not value.startswith(REDIS_SCHEMES + AMQP_SCHEMES):
+            raise ValueError("HOOKLINE_BROKER_URL must be a redis://, rediss://, redis+socket://, "
+                             "amqp:// or amqps:// URL")
         return value
 
     @field_validator("egress_allow", mode="before")
@@ -292,7 +305,24 @@ class Settings(BaseSettings):
                 "HOOKLINE_BROKER_COUNTDOWN_MAX must stay below half the visibility timeout, "
                 "or a waiting retry would be handed to a second worker"
             )
+        if self.broker_kind == "amqp":
+            self._check_amqp()
         return self
+
+    def _check_amqp(self) -> None:
+        if self.broker_key_prefix:
+            raise ValueError("HOOKLINE_BROKER_KEY_PREFIX applies to Redis only; on RabbitMQ "
+                             "give each deployment its own vhost in HOOKLINE_BROKER_URL")
+        # The longest a worker holds a message unacknowledged: a countdown, then one
+        # attempt, then recording its outcome through a database outage.
+        held = (self.broker_countdown_max + self.connect_timeout + self.read_timeout
+                + self.record_patience)
+        if held >= self.broker_consumer_timeout / 2:
+            raise ValueError(
+                "HOOKLINE_BROKER_COUNTDOWN_MAX + HOOKLINE_CONNECT_TIMEOUT + HOOKLINE_READ_TIMEOUT "
+                "+ HOOKLINE_RECORD_PATIENCE must stay below half the RabbitMQ consumer timeout "
+                f"(HOOKLINE_BROKER_CONSUMER_TIMEOUT, {self.broker_consumer_timeout:g} s), or "
+                "RabbitMQ closes the channel of a worker holding a waiting retry")
 
     @property
     def embedded_database(self) -> bool:
@@ -307,6 +337,11 @@ class Settings(BaseSettings):
         if self.database_url is not None:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'hookline.db').resolve()}"
+
+    @property
+    def broker_kind(self) -> Literal["redis", "amqp"]:
+        """Which broker the URL names: ``amqp`` (RabbitMQ) or ``redis``."""
+        return "amqp" if self.resolved_broker_url.startswith(AMQP_SCHEMES) else "redis"
 
     @property
     def resolved_broker_url(self) -> str:

@@ -14,6 +14,10 @@ Configuration choices and why:
 * task events on, so Flower shows live throughput per task and queue; each task's
   result counts its deliveries. No task-sent events: they cost one more publish per
   message, and Flower's throughput comes from the worker's events.
+* On RabbitMQ (``amqp://``): durable queues, persistent messages and publisher
+  confirms, so a publish the broker did not take raises and its deliveries are parked
+  in SQL. There is no visibility timeout; a worker holds a countdown retry unacknowledged
+  instead, which the settings keep well inside RabbitMQ's ``consumer_timeout``.
 """
 
 from __future__ import annotations
@@ -28,6 +32,9 @@ from config.settings import Settings
 
 
 def broker_transport_options(settings: Settings) -> dict[str, Any]:
+    if settings.broker_kind == "amqp":
+        # The publish waits for the broker's ack: a refused one raises, and is parked.
+        return {"confirm_publish": True}
     options: dict[str, Any] = {
         "visibility_timeout": settings.visibility_timeout,
         # Above the worker's concurrency, or threads fight over connections.
@@ -41,11 +48,16 @@ def broker_transport_options(settings: Settings) -> dict[str, Any]:
     return options
 
 
+def hookline_queues(settings: Settings) -> list[Queue]:
+    """Every queue Hookline consumes, as declared on the broker (durable)."""
+    queues = [Queue(partition_queue(i), durable=True) for i in range(settings.partitions)]
+    return [*queues, Queue(DEAD_LETTER_QUEUE, durable=True), Queue(MAINTENANCE_QUEUE, durable=True)]
+
+
 def create_celery_app(settings: Settings) -> Celery:
     """A Celery app for *settings* (tasks are registered by :mod:`workers.main`)."""
     app = Celery("hookline", set_as_current=False)
-    queues = [Queue(partition_queue(i)) for i in range(settings.partitions)]
-    queues += [Queue(DEAD_LETTER_QUEUE), Queue(MAINTENANCE_QUEUE)]
+    queues = hookline_queues(settings)
     app.conf.update(
         broker_url=settings.resolved_broker_url,
         broker_transport_options=broker_transport_options(settings),
@@ -55,6 +67,7 @@ def create_celery_app(settings: Settings) -> Celery:
         result_backend=None,
         task_ignore_result=True,
         task_serializer="json",
+        task_default_delivery_mode="persistent",
         accept_content=["json"],
         task_acks_late=True,
         task_reject_on_worker_lost=True,

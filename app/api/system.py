@@ -35,7 +35,7 @@ def readyz(hookline: HooklineDep, response: Response) -> schemas.Readiness:
     except Exception:
         database = False
     try:
-        broker = bool(hookline.broker_client.ping())
+        broker = hookline.broker.ping()
     except Exception:
         broker = False
     ready = database and broker

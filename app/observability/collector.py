@@ -1,4 +1,4 @@
-"""Gauges measured when ``/metrics`` is scraped, from PostgreSQL and Redis.
+"""Gauges measured when ``/metrics`` is scraped, from PostgreSQL and the broker.
 
 A custom prometheus-client collector in the API process: the state of the whole fleet
 is in SQL, so it is read once per scrape here instead of by every worker. Each source
@@ -17,11 +17,11 @@ from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-import redis
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import Connection, Engine, case, func, or_, select, text
 
+from app.brokers import Broker
 from app.models import Attempt, DeadReason, Delivery, DeliveryState, utcnow
 from app.names import DEAD_LETTER_QUEUE, MAINTENANCE_QUEUE, partition_queue
 from app.observability.series import (
@@ -47,7 +47,7 @@ class StateCollector(Collector):
     """The fleet's state: backlog per queue, oldest undelivered, dead letters, endpoints."""
 
     def __init__(self, settings: Settings, engine: Callable[[], Engine],
-                 broker: Callable[[], redis.Redis], *, clock: Callable[[], datetime] = utcnow) -> None:
+                 broker: Callable[[], Broker], *, clock: Callable[[], datetime] = utcnow) -> None:
         self.settings = settings
         self._engine = engine
         self._broker = broker
@@ -147,15 +147,12 @@ class StateCollector(Collector):
             "of the per-endpoint series by HOOKLINE_METRICS_MAX_ENDPOINTS.", value=dropped)
         return [ratio, attempts, omitted]
 
-    # -- Redis ------------------------------------------------------------------------
+    # -- the broker (Redis or RabbitMQ) -------------------------------------------------
     def _from_broker(self) -> GaugeMetricFamily:
         queues = [partition_queue(p) for p in range(self.settings.partitions)]
         queues += [MAINTENANCE_QUEUE, DEAD_LETTER_QUEUE]
-        client = self._broker()
-        pipe = client.pipeline(transaction=False)
-        for queue in queues:
-            pipe.llen(self.settings.broker_key_prefix + queue)
-        lengths = pipe.execute()
+        found = self._broker().queue_lengths(queues)
+        lengths = [found[queue] for queue in queues]
         family = GaugeMetricFamily(
             f"{PREFIX}_broker_queue_messages", "Messages waiting on each broker queue (one "
             "message carries up to HOOKLINE_TASK_BATCH delivery ids; countdowns held by "

@@ -41,7 +41,7 @@ def registry_for(hookline: Hookline) -> CollectorRegistry:
     else:
         registry.register(_ThisProcess())
     registry.register(StateCollector(settings, lambda: hookline.engine,
-                                     lambda: hookline.broker_client))
+                                     lambda: hookline.broker))
     return registry
 
 

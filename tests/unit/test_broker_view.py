@@ -1,4 +1,4 @@
-"""The sweeper reads from Redis how far back the messages waiting in each queue go."""
+"""The sweeper reads from the broker how far back the messages waiting in each queue go."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 
 import fakeredis
 
-from app.broker_view import SENT_HEADER, RedisQueueHorizons, sent_at
+from app.broker_view import SENT_HEADER, AmqpQueueHorizons, RedisQueueHorizons, sent_at
 
 NOW = 1_800_000_000.0
 
@@ -48,3 +48,22 @@ class TestSentAt:
         assert sent_at(b"not json") is None
         assert sent_at(None) is None
         assert sent_at(json.dumps({"headers": {SENT_HEADER: "soon"}})) is None
+
+
+class TestAmqpHorizons:
+    """RabbitMQ tells only how many messages are ready: an empty queue's horizon is now."""
+
+    def test_an_empty_queue_holds_nothing_sent_before_now(self) -> None:
+        view = AmqpQueueHorizons(lambda queues: dict.fromkeys(queues, 0), clock=lambda: NOW)
+        assert view.horizons(["hookline.p0", "hookline.p1"]) == {"hookline.p0": NOW,
+                                                                 "hookline.p1": NOW}
+
+    def test_a_queue_with_ready_messages_has_no_horizon(self) -> None:
+        view = AmqpQueueHorizons(lambda queues: {"hookline.p0": 3, "hookline.p1": 0},
+                                 clock=lambda: NOW)
+        assert view.horizons(["hookline.p0", "hookline.p1"]) == {"hookline.p0": None,
+                                                                 "hookline.p1": NOW}
+
+    def test_a_queue_the_broker_did_not_count_has_no_horizon(self) -> None:
+        view = AmqpQueueHorizons(lambda queues: {}, clock=lambda: NOW)
+        assert view.horizons(["hookline.p2"]) == {"hookline.p2": None}

@@ -10,6 +10,7 @@ import fakeredis
 import yaml
 from prometheus_client import CollectorRegistry
 
+from app.brokers import RedisBroker
 from app.engine.pipeline import BatchOutcome
 from app.observability.collector import StateCollector
 from app.observability.recorder import Recorder
@@ -25,7 +26,8 @@ def exposed_series(harness: Harness) -> set[str]:
     recorder.outcomes([], [], BatchOutcome())
     recorder.sweep(SweepReport())
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(StateCollector(harness.settings, lambda: harness.engine, fakeredis.FakeRedis))
+    registry.register(StateCollector(harness.settings, lambda: harness.engine,
+                                     lambda: RedisBroker(fakeredis.FakeRedis())))
     names: set[str] = set()
     for source in (recorder.registry, registry):
         for family in source.collect():

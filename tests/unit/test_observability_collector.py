@@ -10,6 +10,7 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from sqlalchemy import create_engine
 
+from app.brokers import RedisBroker
 from app.models import DeliveryState, utcnow
 from app.observability.collector import StateCollector
 from app.observability.exposition import token_matches
@@ -33,7 +34,8 @@ class TestStateCollector:
         harness.set_delivery(waiting[2], state=DeliveryState.DEAD, dead_reason="exhausted")
         broker = fakeredis.FakeRedis()
         broker.rpush(harness.settings.broker_key_prefix + queue_for(endpoint.id, 8), b"m1", b"m2")
-        reg = registry(StateCollector(harness.settings, lambda: harness.engine, lambda: broker))
+        reg = registry(StateCollector(harness.settings, lambda: harness.engine,
+                                      lambda: RedisBroker(broker, harness.settings.broker_key_prefix)))
         queue = queue_for(endpoint.id, harness.settings.partitions)
         assert reg.get_sample_value("hookline_deliveries_waiting",
                                     {"queue": queue, "state": "pending"}) == 2
@@ -46,7 +48,8 @@ class TestStateCollector:
     def test_a_database_that_fails_leaves_the_broker_series_and_says_so(self, harness: Harness
                                                                          ) -> None:
         broken = create_engine("sqlite:////nonexistent-dir/never.db")
-        reg = registry(StateCollector(harness.settings, lambda: broken, fakeredis.FakeRedis))
+        reg = registry(StateCollector(harness.settings, lambda: broken,
+                                      lambda: RedisBroker(fakeredis.FakeRedis())))
         text = generate_latest(reg).decode()
         assert 'hookline_metrics_source_up{source="database"} 0.0' in text
         assert 'hookline_metrics_source_up{source="broker"} 1.0' in text
@@ -65,7 +68,8 @@ class TestStateCollector:
                     "INSERT INTO attempts (delivery_id, attempt_number, started_at, status_code) "
                     "VALUES (?, 1, ?, ?)", (delivery, utcnow().replace(tzinfo=None).isoformat(" "),
                                             500 if endpoint is endpoints[1] else 200))
-        reg = registry(StateCollector(harness.settings, lambda: harness.engine, fakeredis.FakeRedis))
+        reg = registry(StateCollector(harness.settings, lambda: harness.engine,
+                                      lambda: RedisBroker(fakeredis.FakeRedis())))
         ratios = [s for m in reg.collect() if m.name == "hookline_endpoint_success_ratio"
                   for s in m.samples]
         assert [(s.labels["endpoint"], s.value) for s in ratios] == [(endpoints[1].id, 0.0)]

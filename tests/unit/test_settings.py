@@ -116,19 +116,71 @@ class TestDatabaseUrl:
 
 
 class TestBrokerUrl:
-    """Only Redis brokers are accepted."""
+    """Redis and RabbitMQ brokers are accepted; any other URL is refused with a clear error."""
 
     @pytest.mark.parametrize("given", ["redis://cache:6379/0", "rediss://cache:6380/0",
                                        "redis+socket:///run/redis.sock"])
     def test_redis_urls_are_accepted(self, monkeypatch: pytest.MonkeyPatch, given: str) -> None:
         monkeypatch.setenv("HOOKLINE_BROKER_URL", given)
         assert get_settings().broker_url == given
+        assert get_settings().broker_kind == "redis"
 
-    @pytest.mark.parametrize("given", ["amqp://guest@rabbit//", "sqs://", "cache:6379"])
+    @pytest.mark.parametrize("given", ["amqp://guest:guest@rabbit:5672/hookline",
+                                       "amqps://u:p@rabbit.example:5671/%2F"])
+    def test_rabbitmq_urls_are_accepted(self, monkeypatch: pytest.MonkeyPatch, given: str) -> None:
+        monkeypatch.setenv("HOOKLINE_BROKER_URL", given)
+        assert get_settings().broker_url == given
+        assert get_settings().broker_kind == "amqp"
+
+    def test_the_embedded_broker_is_redis(self) -> None:
+        assert get_settings().broker_kind == "redis"
+
+    @pytest.mark.parametrize("given", ["sqs://", "kafka://broker:9092", "pyamqp://guest@rabbit//",
+                                       "sentinel://cache:26379", "cache:6379", "AMQP:/rabbit"])
     def test_other_brokers_are_refused(self, monkeypatch: pytest.MonkeyPatch, given: str) -> None:
         monkeypatch.setenv("HOOKLINE_BROKER_URL", given)
-        with pytest.raises(ValidationError, match="HOOKLINE_BROKER_URL"):
+        with pytest.raises(ValidationError, match="HOOKLINE_BROKER_URL must be a redis://, "
+                           "rediss://, redis\\+socket://, amqp:// or amqps:// URL"):
             get_settings()
+
+    def test_a_key_prefix_is_refused_on_rabbitmq_which_uses_vhosts(
+            self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv("HOOKLINE_BROKER_URL", "amqp://guest:guest@rabbit:5672/")
+        monkeypatch.setenv("HOOKLINE_BROKER_KEY_PREFIX", "run-a:")
+        with pytest.raises(ValidationError, match="own vhost"):
+            get_settings()
+
+
+class TestConsumerTimeout:
+    """On RabbitMQ a worker holds a countdown retry unacknowledged: countdown, attempt and
+    recording must fit in half the consumer timeout."""
+
+    @pytest.mark.parametrize(("countdown_max", "accepted"), [(60, True), (700, True),
+                                                             (746, False), (1000, False)])
+    def test_the_longest_hold_must_stay_below_half_the_consumer_timeout(
+        self, monkeypatch: pytest.MonkeyPatch, countdown_max: float, accepted: bool
+    ) -> None:
+        # 1800 s by default: 900 s for countdown + 5 s connect + 30 s read + 120 s recording.
+        monkeypatch.setenv("HOOKLINE_BROKER_URL", "amqp://guest:guest@rabbit:5672/")
+        monkeypatch.setenv("HOOKLINE_BROKER_COUNTDOWN_MAX", str(countdown_max))
+        if accepted:
+            assert get_settings().broker_countdown_max == countdown_max
+        else:
+            with pytest.raises(ValidationError, match="half the RabbitMQ consumer timeout"):
+                get_settings()
+
+    def test_a_shorter_server_timeout_lowers_the_bound(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv("HOOKLINE_BROKER_URL", "amqp://guest:guest@rabbit:5672/")
+        monkeypatch.setenv("HOOKLINE_BROKER_CONSUMER_TIMEOUT", "300")
+        with pytest.raises(ValidationError, match="300 s"):
+            get_settings()
+        monkeypatch.setenv("HOOKLINE_RECORD_PATIENCE", "30")
+        assert get_settings().broker_consumer_timeout == 300
+
+    def test_redis_is_not_bound_by_the_consumer_timeout(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv("HOOKLINE_BROKER_URL", "redis://cache:6379/0")
+        monkeypatch.setenv("HOOKLINE_BROKER_CONSUMER_TIMEOUT", "10")
+        assert get_settings().broker_consumer_timeout == 10
 
 
 class TestLimits:

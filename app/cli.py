@@ -645,8 +645,11 @@ def flower(port: Annotated[int | None, typer.Option()] = None,
     ensure_embedded_redis(settings)
     from workers.celery_app import create_celery_app
 
-    create_celery_app(settings).start(["flower", f"--port={port or settings.flower_port}",
-                                       f"--address={address}"])
+    argv = ["flower", f"--port={port or settings.flower_port}", f"--address={address}"]
+    if settings.flower_broker_api:
+        # RabbitMQ: Flower reads queue lengths from the management API.
+        argv.append(f"--broker_api={settings.flower_broker_api}")
+    create_celery_app(settings).start(argv)
 
 
 @cli.command("api")

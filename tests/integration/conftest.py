@@ -3,6 +3,11 @@
 Each test session gets its own PostgreSQL database and its own Redis key prefix, and
 drops them at the end. On CI an unreachable server fails the run; elsewhere the
 integration tests skip with the reason.
+
+Stacks use Redis unless a test asks for RabbitMQ with
+``@pytest.mark.parametrize("broker", BROKERS, indirect=True)``: then the session gets
+its own RabbitMQ vhost (made with ``rabbitmqctl``, deleted at the end; or the vhost of
+``TEST_HOOKLINE_RABBITMQ``), and each such test starts with Hookline's queues deleted.
 """
 
 from __future__ import annotations
@@ -23,12 +28,14 @@ import psycopg
 import pytest
 import redis
 from fastapi.testclient import TestClient
+from kombu import Connection
 from sqlalchemy import text
 
 from app import db
 from app.api import create_app
 from app.client import Hookline
 from app.embedded import redis_server_binary
+from app.names import BROKER_EPOCH_KEY, DEAD_LETTER_QUEUE, MAINTENANCE_QUEUE, partition_queue
 from app.receiver import Receiver
 from config.settings import Settings, get_settings
 from tests.integration.api_callers import Caller, tenant_caller
@@ -36,6 +43,11 @@ from tests.support import wait_until
 
 PG_ADMIN_URL = os.environ.get("TEST_HOOKLINE_PG", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("TEST_HOOKLINE_REDIS", "redis://127.0.0.1:6379/0")
+#: A RabbitMQ vhost the tests may empty; unset: a vhost of its own on the local node.
+RABBITMQ_URL = os.environ.get("TEST_HOOKLINE_RABBITMQ")
+RABBITMQ_NODE = "amqp://guest:guest@127.0.0.1:5672"
+#: The brokers the core flows are proven on (``indirect=True`` on the ``broker`` fixture).
+BROKERS = ["redis", "rabbitmq"]
 ROOT = Path(__file__).resolve().parents[2]
 
 #: Test timings: quick retries and sweeps, short leases, so faults recover in seconds.
@@ -85,6 +97,50 @@ def redis_prefix() -> Iterator[str]:
     for key in client.scan_iter(match=f"{prefix}*", count=1000):
         client.delete(key)
     client.close()
+
+
+def _rabbitmqctl(*args: str) -> None:
+    subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=60)
+
+
+@pytest.fixture(scope="session")
+def rabbitmq_url() -> Iterator[str]:
+    """The URL of a RabbitMQ vhost that only this test session uses."""
+    if RABBITMQ_URL:
+        yield RABBITMQ_URL
+        return
+    try:
+        with Connection(RABBITMQ_NODE + "/", connect_timeout=3) as probe:
+            probe.connect()
+    except Exception as exc:
+        _unavailable("RabbitMQ", exc)
+    vhost = f"hookline-test-{uuid.uuid4().hex[:8]}"
+    try:
+        _rabbitmqctl("add_vhost", vhost)
+        _rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+    except (OSError, subprocess.SubprocessError) as exc:
+        _unavailable("rabbitmqctl (to make a test vhost)", exc)
+    try:
+        yield f"{RABBITMQ_NODE}/{vhost}"
+    finally:
+        _rabbitmqctl("delete_vhost", vhost)
+
+
+def delete_hookline_queues(url: str, partitions: int = 64) -> None:
+    """Delete every queue Hookline declares (and the reset marker's) in the vhost at *url*."""
+    names = [partition_queue(i) for i in range(partitions)]
+    names += [DEAD_LETTER_QUEUE, MAINTENANCE_QUEUE, BROKER_EPOCH_KEY]
+    with Connection(url, connect_timeout=5) as connection:
+        channel = connection.channel()
+        for name in names:
+            channel.queue_delete(name)
+        channel.close()
+
+
+@pytest.fixture
+def broker(request: pytest.FixtureRequest) -> str:
+    """The broker this test's stacks use: ``redis`` unless parametrized (see BROKERS)."""
+    return str(getattr(request, "param", "redis"))
 
 
 def free_port() -> int:
@@ -202,13 +258,18 @@ def env_for(settings: Settings) -> dict[str, str]:
 
 
 @pytest.fixture
-def make_stack(pg_url: str, redis_prefix: str, tmp_path: Path
-               ) -> Iterator[Callable[..., Stack]]:
+def make_stack(pg_url: str, redis_prefix: str, tmp_path: Path, broker: str,
+               request: pytest.FixtureRequest) -> Iterator[Callable[..., Stack]]:
     stacks: list[Stack] = []
+    where: dict[str, Any] = {"broker_url": REDIS_URL, "broker_key_prefix": redis_prefix}
+    if broker == "rabbitmq":
+        url = request.getfixturevalue("rabbitmq_url")
+        delete_hookline_queues(url)
+        where = {"broker_url": url, "broker_key_prefix": ""}
 
     def make(**overrides: Any) -> Stack:
         options: dict[str, Any] = {
-            "database_url": pg_url, "broker_url": REDIS_URL, "broker_key_prefix": redis_prefix,
+            "database_url": pg_url, **where,
             "data_dir": tmp_path, **FAST, **LOOPBACK_RECEIVERS, **overrides,
         }
         settings = get_settings(**options)

@@ -1,4 +1,5 @@
-"""End to end on real PostgreSQL, Redis, worker processes and a loopback receiver."""
+"""End to end on real PostgreSQL, Redis, worker processes and a loopback receiver; the
+core flows (delivery, retry, dead letter, requeue) on RabbitMQ too."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from typer.testing import CliRunner
 from app import admin
 from app.cli import cli
 from app.receiver import Receiver, Route
-from tests.integration.conftest import Stack
+from tests.integration.conftest import BROKERS, Stack
 from tests.support import crewpass_signature_ok, wait_until
 
 pytestmark = pytest.mark.integration
@@ -49,6 +50,7 @@ def attempt_statuses(stack: Stack, endpoint_id: str) -> list[int | None]:
 class TestHappyPath:
     """Published events reach every matching subscriber, signed as CrewPass documents."""
 
+    @pytest.mark.parametrize("broker", BROKERS, indirect=True)
     def test_events_arrive_signed_with_the_crewpass_envelope(self, stack: Stack,
                                                               receiver: Receiver) -> None:
         endpoint = subscribe(stack, receiver, "/all")
@@ -80,6 +82,7 @@ class TestHappyPath:
 class TestRetries:
     """Retryable answers are tried again; the attempt log shows every try."""
 
+    @pytest.mark.parametrize("broker", BROKERS, indirect=True)
     def test_a_503_then_200_is_delivered_on_the_second_attempt(self, stack: Stack,
                                                                receiver: Receiver) -> None:
         endpoint = subscribe(stack, receiver, "/flaky", Route(statuses=[503, 200]))
@@ -101,6 +104,7 @@ class TestRetries:
         # The schedule alone would wait 0.3 s; Retry-After asked for 2 s.
         assert second.at - first.at >= 1.9
 
+    @pytest.mark.parametrize("broker", BROKERS, indirect=True)
     def test_exhausted_retries_end_as_a_dead_letter(self, stack: Stack,
                                                     receiver: Receiver) -> None:
         endpoint = subscribe(stack, receiver, "/down", Route(statuses=[500]), max_attempts=3)
@@ -147,6 +151,7 @@ def stack_sweeps_a_few_times() -> None:
 class TestRequeue:
     """Operators requeue dead letters; requeueing twice delivers once."""
 
+    @pytest.mark.parametrize("broker", BROKERS, indirect=True)
     def test_requeue_delivers_once_even_when_run_twice(
         self, make_stack: Callable[..., Stack], receiver: Receiver,
         monkeypatch: pytest.MonkeyPatch,

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from app.receiver import Receiver, Route
-from tests.integration.conftest import ROOT, PrivateRedis, Stack, env_for, free_port
+from tests.integration.conftest import BROKERS, ROOT, PrivateRedis, Stack, env_for, free_port
 from tests.integration.test_delivery_flow import delivery_rows, subscribe
 from tests.support import wait_until
 
@@ -25,6 +25,7 @@ pytestmark = pytest.mark.integration
 class TestWorkerKilledMidDelivery:
     """A SIGKILLed worker's in-flight delivery is recovered by the sweeper and delivered."""
 
+    @pytest.mark.parametrize("broker", BROKERS, indirect=True)
     def test_sigkill_during_the_post_still_delivers(self, make_stack: Callable[..., Stack],
                                                     receiver: Receiver) -> None:
         stack = make_stack(read_timeout=3.0, connect_timeout=1.0, lease_seconds=2.0)

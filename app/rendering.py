@@ -2,14 +2,17 @@
 
 Joins the pieces a delivery needs: the event's public payload (:mod:`app.hygiene`,
 with the catalogue's deny-list), the endpoint's signing keys (the previous secret
-only while its grace period runs), its contract's renderer and its static headers.
+only while its grace period runs), its contract's renderer and its static headers,
+and, for an event with an ordering key, its sequence headers (:func:`ordering_headers`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import datetime
 from typing import Any, Protocol
+from urllib.parse import quote
 
 from app.catalogue import Catalogue
 from app.contracts import (
@@ -55,6 +58,19 @@ class EventLike(Protocol):
     def payload(self) -> Mapping[str, Any]: ...
 
 
+#: The event's number per tenant and ordering key (1, 2, 3…): gaps and reordering show.
+SEQUENCE_HEADER = "X-Hookline-Sequence"
+#: The ordering key itself, percent-encoded UTF-8 (a key may hold any text but NUL).
+ORDERING_KEY_HEADER = "X-Hookline-Ordering-Key"
+
+
+def ordering_headers(ordering_key: str | None, sequence: int | None) -> dict[str, str]:
+    """The headers every contract adds for an event with a sequence number; none without."""
+    if ordering_key is None or sequence is None:
+        return {}
+    return {SEQUENCE_HEADER: str(sequence), ORDERING_KEY_HEADER: quote(ordering_key, safe="")}
+
+
 def signing_keys(endpoint: EndpointLike, now: datetime) -> SigningKeys:
     """The endpoint's current secret, plus the previous one until its grace period ends."""
     previous = endpoint.previous_secret
@@ -86,4 +102,7 @@ def render_attempt(
     context = AttemptContext(delivery_id=delivery_id, keys=signing_keys(endpoint, now),
                              timestamp=timestamp, auth_header=endpoint.auth_header)
     rendered = contract.render(event_view(event, catalogue), context)
-    return with_static_headers(rendered, endpoint.headers or {})
+    rendered = with_static_headers(rendered, endpoint.headers or {})
+    # ``ordering_key`` and ``sequence`` are optional: stored rows have them, a stand-in may not.
+    extra = ordering_headers(getattr(event, "ordering_key", None), getattr(event, "sequence", None))
+    return replace(rendered, headers={**rendered.headers, **extra}) if extra else rendered

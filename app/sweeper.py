@@ -20,6 +20,15 @@ Run periodically (``hookline beat`` schedules it). Each run, in order:
    again. Where the broker cannot say (no horizon), ``HOOKLINE_REDISPATCH_AFTER`` is
    the net.
 
+Before step 3, a separate step for ordered endpoints (:mod:`app.engine.ordering`):
+a delivery blocked behind an earlier one of its ordering key whose predecessors have
+all finished is unblocked and parked, so step 3 sends it.
+
+After step 1, **auto-disable** (:mod:`app.auto_disable`): endpoints that have failed
+continuously for ``HOOKLINE_AUTO_DISABLE_AFTER`` are disabled and
+``hookline.endpoint.disabled`` is written with them; step 1's ``exhausted`` dead
+letters are announced as ``hookline.delivery.exhausted`` (:mod:`app.announce`).
+
 Rows are claimed with ``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so several sweepers
 can run at once. A message sent twice is harmless: the delivery task claims a row
 only from a due, claimable state.
@@ -36,9 +45,12 @@ from typing import Any, Protocol
 from sqlalchemy import and_, insert, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from app import announce
+from app.auto_disable import disable_failing
 from app.broker_view import QueueHorizons
 from app.db import transaction
 from app.dispatch import Dispatcher
+from app.engine.ordering import release_stranded
 from app.engine.schedule import ScheduledRetry, group_retries
 from app.ids import new_id
 from app.models import (
@@ -75,6 +87,10 @@ class SweepReport:
     #: Of ``dispatched``: deliveries whose message was lost (step 4).
     resent: int = 0
     broker_reset: bool = False
+    #: Endpoints disabled for failing continuously too long.
+    disabled: int = 0
+    #: Blocked deliveries of ordered keys found free to go (sent by step 3).
+    released: int = 0
     failed: list[str] = field(default_factory=list)
     dead: list[tuple[str, str]] = field(default_factory=list)
 
@@ -128,7 +144,9 @@ class Sweeper:
     def run(self) -> SweepReport:
         report = SweepReport()
         self._recover_lost(report)
+        self._auto_disable(report)
         report.broker_reset = self.broker_was_reset()
+        self._release_ordered(report)
         while self._dispatch_due(report) >= self.settings.sweep_batch:
             pass
         self._resend_lost(report)
@@ -168,10 +186,40 @@ class Sweeper:
                                 .values(**values).execution_options(synchronize_session=False))
                 report.lost += 1
                 report.exhausted += int(exhausted)
+            dead = [delivery_id for delivery_id, _ in report.dead]
+            conn = session.connection()
+            announced = announce.announce(
+                conn, lambda: announce.exhausted_notices(conn, dead, now=now),
+                now=now) if dead else []
+        report.dispatched += len(announced)
+        announce.send(self.dispatcher, announced, lambda ids: self._send_or_park(ids, report))
         # Alone in its message: if this delivery is what killed the worker, it kills
         # only its own next attempt.
         self._send_or_park(self.dispatcher.enqueue_each(again), report)
         report.dispatched += len(again)
+
+    def _auto_disable(self, report: SweepReport) -> None:
+        """Disable the endpoints failing for ``HOOKLINE_AUTO_DISABLE_AFTER``, announcing each;
+        an error is logged and the sweep goes on."""
+        if self.settings.auto_disable_after <= 0:
+            return
+        now = self.clock()
+        try:
+            with transaction(self.sessions) as session:
+                conn = session.connection()
+                notices = disable_failing(conn, now=now,
+                                          after_seconds=self.settings.auto_disable_after,
+                                          limit=self.settings.sweep_batch)
+                announced = announce.announce(conn, lambda: notices, now=now) if notices else []
+        except Exception:
+            log.exception("auto-disabling failing endpoints failed; the sweep goes on")
+            return
+        for notice in notices:
+            log.warning("endpoint %s disabled: %s", notice.subject_endpoint_id,
+                        notice.data.get("reason"))
+        report.disabled += len(notices)
+        report.dispatched += len(announced)
+        announce.send(self.dispatcher, announced, lambda ids: self._send_or_park(ids, report))
 
     def _send_or_park(self, failed: list[str], report: SweepReport) -> None:
         if failed:
@@ -182,11 +230,18 @@ class Sweeper:
             report.failed.extend(failed)
             report.dispatched -= len(failed)
 
+    def _release_ordered(self, report: SweepReport) -> None:
+        """Ordered keys: blocked deliveries whose predecessors all finished, parked for
+        step 3 (the engine releases them itself unless a worker died in between)."""
+        with transaction(self.sessions) as session:
+            report.released = release_stranded(session.connection(), now=self.clock())
+
     def _dispatch_due(self, report: SweepReport) -> int:
         """Send the parked deliveries that are due (and those a broker reset unqueued, at
         their due time); the number taken, so the caller knows whether to go on."""
         now = self.clock()
         condition = and_(Delivery.state.in_(CLAIMABLE_STATES), Delivery.queued_at.is_(None),
+                         Delivery.blocked.is_(False),  # waits for its key (ordering)
                          Delivery.next_attempt_at <= now + timedelta(
                              seconds=self.settings.broker_countdown_max))
         with transaction(self.sessions) as session:

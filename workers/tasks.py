@@ -1,7 +1,9 @@
 """The tasks: a few lines each, calling into :mod:`app`.
 
 * ``hookline.deliver(ids)`` — one batch through the engine (:mod:`app.engine`), then its
-  follow-ups: countdown retries and dead-letter notices. If the database cannot be
+  follow-ups: countdown retries, dead-letter notices and the messages of the operational
+  events its record wrote (:mod:`app.announce`; a failure there is logged, never the
+  task's). If the database cannot be
   reached, the task is retried (its message is not simply acknowledged). The task's result counts what
   the batch did, so Flower shows deliveries, not only messages, per task.
 * ``hookline.dead_letter(id, reason)`` — the dead-letter queue's consumer: logs it.
@@ -25,6 +27,7 @@ from celery.signals import worker_process_init, worker_process_shutdown, worker_
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from app import announce
 from app.db import unreachable
 from app.dispatch import Dispatcher
 from app.engine import DeliveryEngine, send_follow_ups
@@ -84,7 +87,9 @@ def register_tasks(app: Celery, services: WorkerServices) -> None:
             # (Past the retries, or if this message is lost too, the sweeper sends them.)
             log.warning("the database is unreachable; delivery batch retried: %s", exc)
             raise self.retry(exc=exc, countdown=database_backoff(self.request.retries)) from exc
-        parked = send_follow_ups(services.dispatcher, outcome.retries, outcome.dead, engine.park)
+        parked = send_follow_ups(services.dispatcher, [*outcome.retries, *outcome.released],
+                                 outcome.dead, engine.park)
+        parked += announce.send(services.dispatcher, outcome.announced, engine.park)
         counts = outcome.counts()
         counts["parked"] += parked
         counts["deliveries"] = len(delivery_ids)

@@ -51,6 +51,8 @@ class EventFacts:
     tenant_id: str
     occurred_at: datetime
     payload: Mapping[str, Any]
+    ordering_key: str | None = None
+    sequence: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,7 +137,7 @@ def get_delivery(sessions: sessionmaker[Session], tenant: str | None,
         delivery, event, endpoint = found
         [view] = views.deliveries(session, [(delivery, event)])
         facts = EventFacts(event.id, event.event_type, event.tenant_id, event.occurred_at,
-                           dict(event.payload or {}))
+                           dict(event.payload or {}), event.ordering_key, event.sequence)
         session.expunge(endpoint)
     return DeliveryDetail(DeliveryRow(view, delivery.tenant_id, endpoint.url), endpoint, facts)
 

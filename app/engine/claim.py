@@ -6,6 +6,9 @@ out of budget) and sets a lease the attempt cannot outlive; then one read of the
 endpoints and one of the events, in plain Core rows, never ORM objects. A duplicate
 message finds nothing claimable and claims nothing.
 
+An ordered endpoint's delivery is taken only when no earlier delivery of its key is
+unfinished; one refused for that is held back in SQL (:mod:`app.engine.ordering`).
+
 The endpoint's circuit (:mod:`app.engine.circuit`) is read here too: while it is open
 its deliveries are claimed but marked deferred, and once its cool-off is over one
 batch, fleet-wide, takes the probe with a conditional update.
@@ -22,6 +25,7 @@ from typing import Any
 from sqlalchemy import Connection, Table, and_, bindparam, select, update
 
 from app.engine.circuit import Circuit, CircuitState, start_probe
+from app.engine.ordering import hold_back, may_go
 from app.models import CLAIMABLE_STATES, Delivery, DeliveryState, Endpoint, Event
 
 #: A message may arrive this much before its delivery's due time and still be taken.
@@ -48,6 +52,9 @@ class EndpointRow:
     enabled: bool
     deleted_at: datetime | None
     circuit: Circuit = field(default_factory=Circuit)
+    #: Its rate limit (:mod:`app.engine.ratelimit`); None: no limit, no Redis round trip.
+    rate_limit_per_second: float | None = None
+    rate_limit_burst: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +64,8 @@ class EventRow:
     event_type: str
     payload: Mapping[str, Any]
     occurred_at: datetime
+    ordering_key: str | None = None
+    sequence: int | None = None
 
 
 @dataclass(slots=True)
@@ -71,6 +80,8 @@ class Claim:
     deferred_until: datetime | None = None
     #: This attempt is the probe of a half-open circuit.
     probe: bool = False
+    #: Set for an ordered endpoint: when this delivery finishes, the key's next one goes.
+    ordering_key: str | None = None
 
 
 _ENDPOINT_COLUMNS = (
@@ -79,6 +90,7 @@ _ENDPOINT_COLUMNS = (
     Endpoint.auth_header, Endpoint.timeout_seconds, Endpoint.max_attempts, Endpoint.enabled,
     Endpoint.deleted_at, Endpoint.circuit_state, Endpoint.circuit_failures,
     Endpoint.circuit_cooloff_seconds, Endpoint.circuit_retry_at,
+    Endpoint.rate_limit_per_second, Endpoint.rate_limit_burst,
 )
 
 
@@ -99,19 +111,24 @@ def claim(conn: Connection, delivery_ids: Sequence[str], *, now: datetime,
     if conn.dialect.name == "postgresql":
         # One round trip: the claim and the rows it needs, in one statement.
         for row in conn.execute(_claim_and_read(), params):
-            returned.append((row.d_id, row.d_attempts, row.d_endpoint, row.d_event))
+            returned.append((row.d_id, row.d_attempts, row.d_endpoint, row.d_event,
+                             row.d_key))
             endpoints.setdefault(row.id, _endpoint(row))
             events.setdefault(row.e_id, EventRow(row.e_id, row.e_tenant, row.e_type,
-                                                 row.e_payload, row.e_occurred))
+                                                 row.e_payload, row.e_occurred, row.e_key,
+                                                 row.e_sequence))
     else:
         returned = [tuple(row) for row in conn.execute(_claim_statement(), params)]
         if returned:
             endpoints = {row.id: _endpoint(row) for row in conn.execute(
                 _endpoints_statement(), {"ids": list({row[2] for row in returned})})}
             events = {row.e_id: EventRow(row.e_id, row.e_tenant, row.e_type, row.e_payload,
-                                         row.e_occurred)
+                                         row.e_occurred, row.e_key, row.e_sequence)
                       for row in conn.execute(_events_statement(),
                                               {"ids": list({row[3] for row in returned})})}
+    if len(returned) < len(delivery_ids):
+        got = {row[0] for row in returned}
+        hold_back(conn, [i for i in delivery_ids if i not in got], due=now + CLOCK_SKEW)
     if not returned:
         return [], list(delivery_ids)
     _lengthen_leases(conn, returned, endpoints, lease=lease, read_timeout=read_timeout)
@@ -124,7 +141,8 @@ def claim(conn: Connection, delivery_ids: Sequence[str], *, now: datetime,
         if taken is None:
             continue
         endpoint = endpoints[taken[2]]
-        item = Claim(delivery_id, taken[1], endpoint, events[taken[3]])
+        item = Claim(delivery_id, taken[1], endpoint, events[taken[3]],
+                     ordering_key=taken[4])
         circuit = endpoint.circuit
         if endpoint.id in probes and endpoint.id not in probing:
             item.probe = True
@@ -143,6 +161,7 @@ def claim(conn: Connection, delivery_ids: Sequence[str], *, now: datetime,
 _EVENT_COLUMNS = (
     Event.id.label("e_id"), Event.tenant_id.label("e_tenant"), Event.event_type.label("e_type"),
     Event.payload.label("e_payload"), Event.occurred_at.label("e_occurred"),
+    Event.ordering_key.label("e_key"), Event.sequence.label("e_sequence"),
 )
 
 
@@ -155,11 +174,14 @@ def _claim_statement() -> Any:
         update(table)
         .where(table.c.id.in_(bindparam("ids", expanding=True)),
                table.c.state.in_([s.value for s in CLAIMABLE_STATES]),
-               table.c.next_attempt_at <= bindparam("due"))
+               table.c.next_attempt_at <= bindparam("due"),
+               may_go(table))
         .values(state=DeliveryState.IN_FLIGHT.value, attempt_count=table.c.attempt_count + 1,
-                lease_expires_at=bindparam("lease"), updated_at=bindparam("now"))
+                lease_expires_at=bindparam("lease"), updated_at=bindparam("now"),
+                blocked=False)
         .returning(table.c.id.label("d_id"), table.c.attempt_count.label("d_attempts"),
-                   table.c.endpoint_id.label("d_endpoint"), table.c.event_id.label("d_event"))
+                   table.c.endpoint_id.label("d_endpoint"), table.c.event_id.label("d_event"),
+                   table.c.ordering_key.label("d_key"))
     )
 
 
@@ -191,7 +213,8 @@ def _endpoint(row: Any) -> EndpointRow:
     return EndpointRow(row.id, row.tenant_id, row.url, row.contract, row.secret,
                        row.previous_secret, row.previous_secret_expires_at, row.headers,
                        row.auth_header, row.timeout_seconds, row.max_attempts, row.enabled,
-                       row.deleted_at, circuit)
+                       row.deleted_at, circuit, row.rate_limit_per_second,
+                       row.rate_limit_burst)
 
 
 def _lengthen_leases(conn: Connection, returned: Sequence[Any],

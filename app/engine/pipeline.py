@@ -15,7 +15,7 @@ import logging
 import random
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Protocol
 
@@ -38,6 +38,8 @@ from app.engine.claim import Claim, claim
 from app.engine.grouping import Group
 from app.engine.judge import Decision, Outcome, deferred, describe, judge
 from app.engine.lease import Leases
+from app.engine.limiter import Held, RateLimits, buckets_for
+from app.engine.ordering import release_next
 from app.engine.record import Ledger, merge, park, record, split, stripped
 from app.engine.render import render
 from app.engine.schedule import ScheduledRetry
@@ -75,6 +77,10 @@ class BatchOutcome:
     deferred: list[str] = field(default_factory=list)
     #: Claimed here but taken over by another worker before the record: outcome dropped.
     superseded: list[str] = field(default_factory=list)
+    #: Operational events' deliveries the record wrote (app/announce.py), to send now.
+    announced: list[tuple[str, str]] = field(default_factory=list)
+    #: The next delivery of each ordering key whose delivery finished here (app/engine/ordering.py).
+    released: list[ScheduledRetry] = field(default_factory=list)
 
     def counts(self) -> dict[str, int]:
         return {"succeeded": len(self.succeeded), "retrying": len(self.retries),
@@ -117,6 +123,7 @@ class DeliveryEngine:
         unix_time: Callable[[], float] = time.time,
         uniform: Callable[[float, float], float] = random.uniform,
         catalogue: Catalogue | None = None,
+        rate_limits: RateLimits | None = None,
     ) -> None:
         self.settings = settings
         self.catalogue = catalogue or default_catalogue(settings.extra_event_types)
@@ -128,6 +135,9 @@ class DeliveryEngine:
         self.unix_time = unix_time
         self.uniform = uniform
         self.capacity = Capacity(settings.worker_max_in_flight)
+        self.rate_limits = rate_limits or RateLimits(
+            lambda: buckets_for(settings.resolved_broker_url, settings.broker_key_prefix),
+            settings.slot_wait, uniform)
         self.leases = Leases(engine, settings.lease_seconds, clock)
         self._claim_group: Group[tuple[str, ...], tuple[list[Claim], list[str]]] = Group(
             self._claim_many)
@@ -167,8 +177,13 @@ class DeliveryEngine:
         to_send: list[tuple[Claim, OutgoingRequest]] = []
         started = self.clock()
         timestamp = int(self.unix_time())
+        early_decisions = {c.delivery_id: d for c in claims
+                           if (d := self._before_sending(c, started)) is not None}
+        held = self.rate_limits.hold_back(
+            [c for c in claims if c.delivery_id not in early_decisions])
         for item in claims:
-            early = self._before_sending(item, started)
+            early = (early_decisions.get(item.delivery_id)
+                     or self._rate_limited(item, held, started))
             if early is not None:
                 decisions[item.delivery_id] = early
                 continue
@@ -179,11 +194,16 @@ class DeliveryEngine:
                 result = failure(TransportError.INVALID_REQUEST, request, 0.0)
                 decisions[item.delivery_id] = self._judge(item, result, started, ledger)
                 continue
+            if item.delivery_id in held.waits:
+                request = replace(request, delay=held.waits[item.delivery_id])
             to_send.append((item, request))
         permits.give(len(claims) - len(to_send))
         disabled: set[str] = set()
         results = self._send([r for _, r in to_send], disabled, permits)
         finished = self.clock()
+        self.rate_limits.observe(held, [(item.endpoint.id, sent) for (item, _), sent
+                                        in zip(to_send, results, strict=True)
+                                        if not isinstance(sent, Deferred)], finished)
         probes: dict[str, Circuit] = {}
         for (item, _request), sent in zip(to_send, results, strict=True):
             if isinstance(sent, Deferred):
@@ -222,6 +242,12 @@ class DeliveryEngine:
             self._book(item, decisions[item.delivery_id], finished, ledger, outcome)
         written = self._record_group(ledger)
         self._drop_superseded(outcome, written)
+        outcome.announced = ledger.announced
+        done = {*outcome.succeeded, *(i for i, _ in outcome.dead)}
+        outcome.released = release_next(
+            self.engine, [(c.endpoint.id, c.ordering_key) for c in claims
+                          if c.ordering_key is not None and c.delivery_id in done],
+            now=self.clock(), countdown_max=self.settings.broker_countdown_max)
         metrics.observe_outcomes(claims, ledger.attempts, outcome)
 
     # -- the database steps, grouped across the tasks running at once ----------------------
@@ -246,7 +272,10 @@ class DeliveryEngine:
 
     def _record_many(self, ledgers: Sequence[Ledger]) -> list[set[str]]:
         """One record transaction for every waiting task's ledger."""
-        written = self._record(merge(ledgers), self.clock())
+        merged = merge(ledgers)
+        written = self._record(merged, self.clock())
+        # Operational deliveries are sent once: by the task whose ledger comes first.
+        ledgers[0].announced = merged.announced
         return [written] * len(ledgers)
 
     def _record(self, ledger: Ledger, now: datetime) -> set[str]:
@@ -310,6 +339,14 @@ class DeliveryEngine:
         if item.deferred_until is not None:
             return deferred(item.deferred_until, now, "circuit open")
         return None
+
+    @staticmethod
+    def _rate_limited(item: Claim, held: Held, now: datetime) -> Decision | None:
+        """Deferred until its endpoint's token is due (no attempt), if the limiter said so."""
+        wait = held.deferred.get(item.delivery_id)
+        if wait is None:
+            return None
+        return deferred(now + timedelta(seconds=wait), now, held.reasons[item.delivery_id])
 
     def _send(self, requests: list[OutgoingRequest], disabled: set[str],
               permits: Permits) -> list[SendResult]:

@@ -32,9 +32,11 @@ from app.models import (
     DeliveryState,
     Endpoint,
     Environment,
+    Ordering,
     Tenant,
     utcnow,
 )
+from app.ordering import check_ordering
 from app.publishing import check_environment, resolve_tenant
 from app.text import text_problem
 
@@ -109,6 +111,7 @@ def add_endpoint(
     policy: EgressPolicy | None = None,
     environment: str = Environment.PRODUCTION,
     enabled: bool = True,
+    ordering: str = Ordering.NONE,
 ) -> NewEndpoint:
     """Register a subscriber; the returned secret is shown once and never again.
 
@@ -116,9 +119,11 @@ def add_endpoint(
     is generated in the contract's format. *headers* are static extra headers sent on
     every delivery; *auth_header* names the ``cr3dentials`` credential header.
     *policy* is the deployment's egress policy (``egress_policy_from(settings)``);
-    without one, the strict default applies.
+    without one, the strict default applies. *ordering* ``key`` delivers the events
+    of one ordering key one at a time, in order (:mod:`app.engine.ordering`).
     """
     url = validate_endpoint_url(url, policy)
+    ordering = check_ordering(ordering)
     description = check_description(description)
     filters = validate_filters(events, catalogue)
     chosen = get_contract(contract)
@@ -137,6 +142,7 @@ def add_endpoint(
             max_attempts=max_attempts, description=description, created_at=now, updated_at=now,
             headers=static, auth_header=auth_header, environment=environment,
             disabled_reason=None if enabled else "created disabled",
+            ordering=ordering,
         )
         session.add(endpoint)
     return NewEndpoint(endpoint=endpoint, secret=secret)
@@ -159,7 +165,8 @@ def check_limits(timeout_seconds: float | None, max_attempts: int | None) -> Non
 
 #: Endpoint fields a PATCH may change.
 UPDATABLE = frozenset({"url", "events", "enabled", "contract", "environment", "headers",
-                       "auth_header", "timeout_seconds", "max_attempts", "description"})
+                       "auth_header", "timeout_seconds", "max_attempts", "description",
+                       "ordering"})
 
 
 def update_endpoint(
@@ -206,6 +213,9 @@ def update_endpoint(
         endpoint.timeout_seconds, endpoint.max_attempts = timeout, attempts
         if "description" in changes:
             endpoint.description = check_description(changes["description"])
+        if "ordering" in changes:
+            # Applies to events published from now on; waiting deliveries keep their order.
+            endpoint.ordering = check_ordering(changes["ordering"])
         if "enabled" in changes:
             endpoint.enabled = bool(changes["enabled"])
             endpoint.disabled_reason = None if endpoint.enabled else "disabled through the API"

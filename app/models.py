@@ -195,6 +195,10 @@ class Endpoint(Base):
     #: ``key``: deliveries with the same ordering key go one at a time, in order.
     ordering: Mapped[str] = mapped_column(String(10), default=Ordering.NONE,
                                           server_default=Ordering.NONE.value)
+    #: Deliveries per second across the fleet (app/engine/ratelimit.py); NULL: no limit.
+    rate_limit_per_second: Mapped[float | None] = mapped_column(Float, default=None)
+    #: Tokens the endpoint's bucket holds at most (a burst after a quiet spell).
+    rate_limit_burst: Mapped[int | None] = mapped_column(Integer, default=None)
     #: The circuit breaker (app/engine/circuit.py): closed, open or half_open.
     circuit_state: Mapped[str] = mapped_column(String(20), default="closed")
     #: Failures in a row; the circuit opens at the policy's threshold.

@@ -21,3 +21,8 @@ BROKER_EPOCH_KEY = f"{QUEUE_PREFIX}:broker-epoch"
 
 def partition_queue(partition: int) -> str:
     return f"{QUEUE_PREFIX}.p{partition}"
+
+
+def rate_limit_key(prefix: str, endpoint_id: str) -> str:
+    """The Redis hash holding *endpoint_id*'s rate-limit bucket, under the broker key prefix."""
+    return f"{prefix}{QUEUE_PREFIX}:ratelimit:{endpoint_id}"

@@ -67,6 +67,8 @@ class OutgoingRequest:
     body: bytes
     headers: Mapping[str, str]
     timeout: tuple[float, float]
+    #: Seconds to wait before sending: until the endpoint's rate-limit token is due.
+    delay: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,6 +221,8 @@ class AsyncSender:
                         skip: Callable[[OutgoingRequest], bool] | None,
                         seen: Callable[[OutgoingRequest, HttpResult], None] | None,
                         ) -> SendResult:
+        if request.delay > 0:
+            await asyncio.sleep(request.delay)
         slot = self._slot(request.key)
         try:
             await asyncio.wait_for(slot.acquire(), self._slot_wait)
@@ -327,10 +331,12 @@ class ThreadedSender:
                   seen: Callable[[OutgoingRequest, HttpResult], None] | None = None,
                   ) -> list[SendResult]:
         results: list[SendResult] = []
+        begun = time.monotonic()
         for request in requests:
             if skip is not None and skip(request):
                 results.append(Deferred("skipped"))
                 continue
+            time.sleep(max(begun + request.delay - time.monotonic(), 0.0))
             try:
                 result = self.transport.send(request.url, request.body, request.headers,
                                              request.timeout)

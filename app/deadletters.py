@@ -12,8 +12,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import Select, select, update
-from sqlalchemy.orm import Session, sessionmaker
+from typing import Any
+
+from sqlalchemy import Select, case, func, select, update
+from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from app.db import transaction
 from app.dispatch import Dispatcher
@@ -50,6 +52,10 @@ class DeadLetter:
     last_status_code: int | None
     last_error: str | None
     dead_at: datetime | None
+    #: An ordered endpoint's key: later deliveries of it went on without this one.
+    ordering_key: str | None = None
+    #: How many later deliveries of that key to the same endpoint there are.
+    later_deliveries: int = 0
 
 
 @dataclass(slots=True)
@@ -62,9 +68,19 @@ class RequeueReport:
     dry_run: bool = False
 
 
-def _query(flt: DeadLetterFilter) -> Select[Delivery, Event, Endpoint]:
+def _later_deliveries() -> Any:
+    """SQL: the later deliveries of a dead letter's ordering key, which went on without it."""
+    later = aliased(Delivery)
+    count = (select(func.count()).where(later.endpoint_id == Delivery.endpoint_id,
+                                        later.ordering_key == Delivery.ordering_key,
+                                        later.position > Delivery.position)
+             .correlate(Delivery).scalar_subquery())
+    return case((Delivery.ordering_key.is_(None), 0), else_=count)
+
+
+def _query(flt: DeadLetterFilter) -> Select[Delivery, Event, Endpoint, int]:
     query = (
-        select(Delivery, Event, Endpoint)
+        select(Delivery, Event, Endpoint, _later_deliveries())
         .join(Event, Event.id == Delivery.event_id)
         .join(Endpoint, Endpoint.id == Delivery.endpoint_id)
         .where(Delivery.state == DeliveryState.DEAD)
@@ -98,8 +114,9 @@ def list_dead_letters(
                 delivery_id=d.id, event_id=e.id, event_type=e.event_type, endpoint_id=ep.id,
                 endpoint_url=ep.url, reason=d.dead_reason or "", attempts=d.attempt_count,
                 last_status_code=d.last_status_code, last_error=d.last_error, dead_at=d.dead_at,
+                ordering_key=d.ordering_key, later_deliveries=int(later or 0),
             )
-            for d, e, ep in session.execute(query).all()
+            for d, e, ep, later in session.execute(query).all()
         ]
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-
 from typing import Any
 
 from sqlalchemy import Select, case, func, select, update
@@ -78,9 +77,9 @@ def _later_deliveries() -> Any:
     return case((Delivery.ordering_key.is_(None), 0), else_=count)
 
 
-def _query(flt: DeadLetterFilter) -> Select[Delivery, Event, Endpoint, int]:
+def _query(flt: DeadLetterFilter) -> Select[Delivery, Event, Endpoint]:
     query = (
-        select(Delivery, Event, Endpoint, _later_deliveries())
+        select(Delivery, Event, Endpoint)
         .join(Event, Event.id == Delivery.event_id)
         .join(Endpoint, Endpoint.id == Delivery.endpoint_id)
         .where(Delivery.state == DeliveryState.DEAD)
@@ -104,7 +103,7 @@ def list_dead_letters(
 ) -> list[DeadLetter]:
     """Dead letters matching *flt*, oldest delivery first; *after* is a page cursor (an id)."""
     with transaction(sessions) as session:
-        query = _query(flt)
+        query = _query(flt).add_columns(_later_deliveries())
         if after is not None:
             query = query.where(Delivery.id > after)
         if limit is not None:

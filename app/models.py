@@ -206,6 +206,10 @@ class Endpoint(Base):
     circuit_cooloff_seconds: Mapped[float] = mapped_column(Float, default=0.0)
     #: While open: when a probe may go; while half-open: when the probe counts as lost.
     circuit_retry_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    #: The first failure since the last success (what the circuit counts as one); None
+    #: while it succeeds. A streak of ``HOOKLINE_AUTO_DISABLE_AFTER`` disables the
+    #: endpoint (app/auto_disable.py); re-enabling clears it.
+    failing_since: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None, index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 

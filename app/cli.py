@@ -160,6 +160,9 @@ def endpoints_add(
         help="cr3dentials: the header carrying the secret (default X-API-Key).")] = None,
     secret: Annotated[str | None, typer.Option(
         help="Keep an existing secret instead of generating one.")] = None,
+    ordering: Annotated[str, typer.Option(
+        help="'key': one delivery at a time per ordering key, in order; 'none': as they come."
+    )] = "none",
 ) -> None:
     """Subscribe a URL; prints the endpoint id and its signing secret (shown once)."""
     hl = hookline_for(load_settings())
@@ -169,7 +172,7 @@ def endpoints_add(
             events=[e for e in events.split(",") if e.strip()], contract=contract,
             timeout_seconds=timeout, max_attempts=max_attempts, description=description,
             headers=_parse_headers(header or []), auth_header=auth_header, secret=secret,
-            policy=hl.egress_policy,
+            policy=hl.egress_policy, ordering=ordering,
         )
     except HooklineError as exc:
         fail(str(exc))
@@ -243,6 +246,18 @@ def _toggle(endpoint_id: str, enabled: bool) -> None:
         out.print(f"endpoint {endpoint_id} {word}")
     else:
         out.print(f"endpoint {endpoint_id} was already {word}; nothing to do")
+
+
+@endpoints_cli.command("ordering")
+def endpoints_ordering(endpoint_id: str, ordering: Annotated[str, typer.Argument(
+        help="'key' (one delivery at a time per ordering key) or 'none'.")]) -> None:
+    """Set an endpoint's delivery order; it applies to events published from now on."""
+    hl = hookline_for(load_settings())
+    try:
+        admin.update_endpoint(hl.sessions, hl.catalogue, endpoint_id, {"ordering": ordering})
+    except HooklineError as exc:
+        fail(str(exc))
+    out.print(f"endpoint {endpoint_id} ordering {ordering}")
 
 
 @endpoints_cli.command("disable")

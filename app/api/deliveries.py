@@ -118,7 +118,8 @@ def list_dead_letters(
             delivery_id=r.delivery_id, event_id=r.event_id, event_type=r.event_type,
             webhook_id=r.endpoint_id, endpoint=r.endpoint_url, reason=r.reason,
             attempts=r.attempts, last_status_code=r.last_status_code, last_error=r.last_error,
-            dead_at=r.dead_at) for r in page],
+            dead_at=r.dead_at, ordering_key=r.ordering_key,
+            later_deliveries=r.later_deliveries) for r in page],
         next_cursor=page[-1].delivery_id if len(rows) > limit else None,
     )
 

@@ -30,7 +30,7 @@ def publish_event(body: schemas.EventCreate, tenant: TenantDep, hookline: Hookli
             raise HTTPException(422, "webhookSecret signs a one-off destination: it needs webhookUrl")
         result = hookline.publish(tenant, body.type, body.data, occurred_at=body.occurred_at,
                                   idempotency_key=body.idempotency_key,
-                                  environment=body.environment)
+                                  environment=body.environment, ordering_key=body.ordering_key)
         generated = None
     else:
         result = _publish_one_off(hookline, tenant, body, body.webhook_url)
@@ -47,7 +47,8 @@ def _publish_one_off(hookline: Hookline, tenant: str, body: schemas.EventCreate,
     """The event to its one-off destination *url*, signed with the caller's or a new secret."""
     return hookline.publish(tenant, body.type, body.data, occurred_at=body.occurred_at,
                             idempotency_key=body.idempotency_key, environment=body.environment,
-                            webhook_url=url, webhook_secret=body.webhook_secret)
+                            webhook_url=url, webhook_secret=body.webhook_secret,
+                            ordering_key=body.ordering_key)
 
 
 @router.post("/batch", status_code=200, response_model=schemas.EventBatchAccepted)
@@ -78,7 +79,7 @@ def publish_batch(body: schemas.EventBatchCreate, tenant: TenantDep,
         errors=sum(r.status == "error" for r in results), results=results)
 
 
-_BATCH_FIELDS = {"type", "data", "idempotencyKey", "occurredAt"}
+_BATCH_FIELDS = {"type", "data", "idempotencyKey", "orderingKey", "occurredAt"}
 
 
 def batch_item(raw: dict[str, Any]) -> dict[str, Any]:
@@ -94,7 +95,11 @@ def batch_item(raw: dict[str, Any]) -> dict[str, Any]:
     key = raw.get("idempotencyKey")
     if key is not None and not isinstance(key, str):
         raise ItemError("idempotencyKey", "idempotencyKey must be a string")
-    for name, value in (("type", event_type), ("idempotencyKey", key)):
+    ordering_key = raw.get("orderingKey")
+    if ordering_key is not None and not isinstance(ordering_key, str):
+        raise ItemError("orderingKey", "orderingKey must be a string")
+    for name, value in (("type", event_type), ("idempotencyKey", key),
+                        ("orderingKey", ordering_key)):
         if value is not None and not is_clean_text(value):
             raise ItemError(name, f"{name} may not contain control characters or lone surrogates")
     occurred = raw.get("occurredAt")
@@ -109,7 +114,7 @@ def batch_item(raw: dict[str, Any]) -> dict[str, Any]:
             raise ItemError("occurredAt", "occurredAt must be an ISO 8601 date-time with a "
                                           "time zone, within the years 1 to 9999 UTC") from None
     return {"event_type": event_type, "data": raw.get("data"), "idempotency_key": key,
-            "occurred_at": occurred_at}
+            "ordering_key": ordering_key, "occurred_at": occurred_at}
 
 
 def is_clean_text(value: str) -> bool:

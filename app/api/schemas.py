@@ -51,6 +51,11 @@ class ApiInput(BaseModel):
 
 
 # -- webhooks ---------------------------------------------------------------------------
+OrderingName = Literal["none", "key"]
+_ORDERING = ("'key': the events of one ordering key are delivered one at a time, in the "
+             "order they were published; 'none': as they come.")
+
+
 class WebhookCreate(ApiInput):
     endpoint: Text = Field(max_length=2048, description="The https:// URL that receives POSTs.")
     events: list[Text] = Field(min_length=1, max_length=100,
@@ -66,6 +71,7 @@ class WebhookCreate(ApiInput):
     description: Text | None = Field(default=None, max_length=2000)
     signature_secret: Text | None = Field(default=None, max_length=200,
                                          description="Keep an existing secret instead of a new one.")
+    ordering: OrderingName = Field(default="none", description=_ORDERING)
 
 
 class WebhookUpdate(ApiInput):
@@ -79,6 +85,7 @@ class WebhookUpdate(ApiInput):
     timeout_seconds: float | None = Field(default=None, gt=0, le=300)
     max_attempts: int | None = Field(default=None, ge=1, le=50)
     description: Text | None = Field(default=None, max_length=2000)
+    ordering: OrderingName | None = Field(default=None, description=_ORDERING)
 
 
 class Webhook(ApiModel):
@@ -100,6 +107,7 @@ class Webhook(ApiModel):
         description="The circuit breaker: open after sustained failures, nothing is sent "
                     "until circuitRetryAt, then one probe (half-open) decides.")
     circuit_retry_at: datetime | None = None
+    ordering: OrderingName = Field(default="none", description=_ORDERING)
     created_at: datetime
     updated_at: datetime
 
@@ -135,6 +143,10 @@ class EventCreate(ApiInput):
     type: Text = Field(max_length=128)
     data: dict[str, Any]
     idempotency_key: Text | None = Field(default=None, min_length=1, max_length=200)
+    ordering_key: Text | None = Field(
+        default=None, min_length=1, max_length=200,
+        description="The entity the event is about: its deliveries carry a sequence number "
+                    "per key, and ordered webhooks receive a key's events in order.")
     environment: EnvironmentName = "production"
     webhook_url: Text | None = Field(default=None, max_length=2048,
                                     description="A one-off destination for this event only.")
@@ -159,7 +171,7 @@ class EventBatchCreate(ApiInput):
     events: list[dict[str, Any]] = Field(
         max_length=1000,
         description="Items like the body of POST /events (type, data, idempotencyKey, "
-                    "occurredAt), at most 1,000; webhookUrl is not accepted here.")
+                    "orderingKey, occurredAt), at most 1,000; webhookUrl is not accepted here.")
     environment: EnvironmentName = "production"
 
 
@@ -246,6 +258,11 @@ class DeadLetterView(ApiModel):
     last_status_code: int | None
     last_error: str | None
     dead_at: datetime | None
+    ordering_key: str | None = Field(
+        default=None, description="Set for an ordered webhook: the later events of this key "
+                                  "went on without this one (a requeue sends it after them).")
+    later_deliveries: int = Field(
+        default=0, description="How many later deliveries of the ordering key went on.")
 
 
 class DeadLetterPage(ApiModel):

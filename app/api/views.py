@@ -24,6 +24,7 @@ def webhook(endpoint: Endpoint) -> schemas.Webhook:
         previous_secret_expires_at=endpoint.previous_secret_expires_at,
         circuit=circuit_name(endpoint.circuit_state),
         circuit_retry_at=endpoint.circuit_retry_at if endpoint.circuit_state != "closed" else None,
+        ordering="key" if endpoint.ordering == "key" else "none",
         created_at=endpoint.created_at, updated_at=endpoint.updated_at,
     )
 

@@ -34,7 +34,7 @@ MAX_POLL_SECONDS = 0.5
 _FIELDS = {"endpoint": "url", "events": "events", "enabled": "enabled", "contract": "contract",
            "environment": "environment", "headers": "headers", "auth_header": "auth_header",
            "timeout_seconds": "timeout_seconds", "max_attempts": "max_attempts",
-           "description": "description"}
+           "description": "description", "ordering": "ordering"}
 
 
 @router.post("", status_code=201, response_model=schemas.WebhookWithSecret)
@@ -46,6 +46,7 @@ def create_webhook(body: schemas.WebhookCreate, tenant: TenantDep,
         max_attempts=body.max_attempts, description=body.description,
         secret=body.signature_secret, headers=body.headers, auth_header=body.auth_header,
         policy=hookline.egress_policy, environment=body.environment, enabled=body.enabled,
+        ordering=body.ordering,
     )
     return views.webhook_with_secret(created.endpoint, created.secret)
 

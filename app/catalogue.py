@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from app.errors import InvalidEventType, UnknownEventType
+from app.operational import DESCRIPTIONS as OPERATIONAL_DESCRIPTIONS
 
 #: ``crew.document.processed``, ``Pass:Created``, ``run.succeeded``, ``hookline.ping``.
 EVENT_TYPE_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*(?:[.:][A-Za-z][A-Za-z0-9_-]*)+$")
@@ -77,6 +78,8 @@ BUILTIN_EVENT_TYPES: tuple[EventType, ...] = (
     EventType("Redirect:Redirected", "A QR or link redirect was followed"),
     # Hookline's own
     EventType("hookline.ping", "A test event sent to check an endpoint"),
+    # Operational events about the tenant's own endpoints (app/operational.py)
+    *(EventType(name, description) for name, description in OPERATIONAL_DESCRIPTIONS.items()),
 )
 
 

@@ -40,6 +40,7 @@ from app.errors import (
 )
 from app.ids import new_id
 from app.models import Delivery, DeliveryState, Environment, Event, Tenant, utcnow
+from app.operational import refuse_operational
 from app.ordering import assign, next_sequences, resolve_ordering_key
 from app.subscribers import SubscriberCache
 
@@ -113,6 +114,7 @@ def validate_item(catalogue: Catalogue, item: Mapping[str, Any], index: int,
     if not isinstance(event_type, str):
         raise ItemError("type", "type is required (an event type name)")
     declared = catalogue.require(event_type)
+    refuse_operational(event_type)
     payload = encode_payload(item.get("data"), max_payload_bytes)
     key = item.get("idempotency_key")
     if key is None:

@@ -34,6 +34,7 @@ from app.errors import InputError, InvalidPayload, UnknownIncomingWebhook
 from app.ids import new_id
 from app.json_depth import MAX_JSON_DEPTH, json_depth
 from app.models import Environment, IncomingWebhook, utcnow
+from app.operational import refuse_operational
 from app.publishing import MAX_IDEMPOTENCY_KEY_LENGTH, check_environment, publish, resolve_tenant
 from app.text import text_problem
 
@@ -115,6 +116,7 @@ def create(
     if problem is not None:
         raise InputError(f"name {problem}")
     declared = catalogue.require(event_type)
+    refuse_operational(event_type)
     environment = check_environment(environment)
     token = generate_token()
     with transaction(sessions) as session:

@@ -1,7 +1,8 @@
 """Subscription matching: which endpoint filters an event type satisfies.
 
 A filter is an exact name (``Pass:Created``), a category wildcard (``Customer:*``,
-``crew.document.*``: every type under that prefix), or ``*`` (everything). Pure.
+``crew.document.*``: every type under that prefix), or ``*`` (everything but the
+operational events, :mod:`app.operational`, which an endpoint must name). Pure.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from collections.abc import Iterable, Sequence
 
 from app.catalogue import Catalogue
 from app.errors import InvalidEventType
+from app.operational import is_operational
 
 _CATEGORY_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*(?:[.:][A-Za-z][A-Za-z0-9_-]*)*[.:]\*$")
 
@@ -18,7 +20,7 @@ _CATEGORY_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*(?:[.:][A-Za-z][A-Za-z0-9_-]*
 def matches(pattern: str, event_type: str) -> bool:
     """True if the filter *pattern* selects *event_type*."""
     if pattern == "*":
-        return True
+        return not is_operational(event_type)
     if pattern.endswith("*"):
         return event_type.startswith(pattern[:-1])
     return pattern == event_type

@@ -36,6 +36,7 @@ from app.models import (
     Tenant,
     utcnow,
 )
+from app.operational import refuse_operational
 from app.ordering import next_sequences, resolve_ordering_key
 from app.subscribers import SubscriberCache
 
@@ -142,6 +143,7 @@ def publish(
     the next sequence number of that key (:mod:`app.ordering`).
     """
     declared = catalogue.require(event_type)
+    refuse_operational(event_type)
     environment = check_environment(environment)
     payload = encode_payload(data, max_payload_bytes)
     if idempotency_key is None:

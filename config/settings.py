@@ -110,6 +110,10 @@ class Settings(BaseSettings):
     circuit_cooloff_seconds: float = Field(
         default=15.0, gt=0, description="First cool-off of an open circuit; doubled per failed probe.")
     circuit_max_cooloff_seconds: float = Field(default=600.0, gt=0)
+    auto_disable_after: float = Field(
+        default=5 * 86400, ge=0,
+        description="Seconds an endpoint may fail without one success before it is disabled "
+        "(hookline.endpoint.disabled goes out); 0 never disables.")
     worker_max_in_flight: int = Field(
         default=500, ge=1, le=100_000,
         description="Deliveries one worker process works on at once (its memory); a batch "

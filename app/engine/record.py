@@ -6,7 +6,12 @@ in_flight AND attempt_count = <claimed number>``. A worker that lost its lease (
 sweeper recorded its attempt as lost and another worker took the delivery) therefore
 cannot overwrite the newer attempt's outcome. A deferred delivery gives its counted
 attempt back. Endpoint changes (410 disables, circuit transitions) go in the same
-transaction.
+transaction, and so do the operational events those changes and the exhausted
+dead letters announce (:mod:`app.announce`: written in a savepoint, never failing the
+record; the ledger's ``announced`` deliveries are sent after the commit). The rows of
+the endpoints a record may change are locked and read first, so what changed is seen
+exactly. Each failure also keeps the endpoint's failing streak (``failing_since``),
+and each success ends it.
 """
 
 from __future__ import annotations
@@ -17,10 +22,23 @@ from datetime import datetime, timedelta
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Connection, Table, and_, bindparam, case, insert, select, update
+from sqlalchemy import (
+    Connection,
+    Table,
+    and_,
+    bindparam,
+    case,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    update,
+)
 
+from app.announce import announce, endpoint_states, record_notices
 from app.engine.circuit import Circuit, CircuitPolicy, CircuitState
-from app.models import Attempt, Delivery, DeliveryState, Endpoint
+from app.models import Attempt, DeadReason, Delivery, DeliveryState, Endpoint
 from app.subscribers import bump_endpoints_version
 
 
@@ -53,6 +71,8 @@ class Ledger:
     circuits: dict[str, Circuit] = field(default_factory=dict)
     #: Per endpoint, in order, whether each answer counted as a failure (not probes).
     observations: dict[str, list[bool]] = field(default_factory=dict)
+    #: Set by :func:`record`: the operational deliveries it wrote, to send after the commit.
+    announced: list[tuple[str, str]] = field(default_factory=list)
 
     def attempt(self, *, delivery_id: str, attempt_number: int, started_at: datetime,
                 duration_ms: float | None, status_code: int | None, error_class: str | None,
@@ -113,6 +133,7 @@ def record(conn: Connection, ledger: Ledger, *, now: datetime,
     """
     table = Delivery.__table__
     assert isinstance(table, Table)
+    before = endpoint_states(conn, watched_endpoints(ledger), lock=True)
     if ledger.attempts:
         conn.execute(_insert_attempts(), ledger.attempts)
     written: set[str] = set()
@@ -134,12 +155,32 @@ def record(conn: Connection, ledger: Ledger, *, now: datetime,
         if tenant_id is not None:
             bump_endpoints_version(conn, {tenant_id})
     for endpoint_id, state in ledger.circuits.items():
+        closed = state.state is CircuitState.CLOSED
         conn.execute(update(Endpoint).where(Endpoint.id == endpoint_id).values(
             circuit_state=state.state.value, circuit_failures=state.failures,
-            circuit_cooloff_seconds=state.cooloff_seconds, circuit_retry_at=state.retry_at))
+            circuit_cooloff_seconds=state.cooloff_seconds, circuit_retry_at=state.retry_at,
+            failing_since=None if closed else _streak_goes_on(now)))
     for endpoint_id, failures in ledger.observations.items():
         count_failures(conn, endpoint_id, failures, now=now, policy=circuit or CircuitPolicy())
+    exhausted = [u["b_id"] for u in ledger.updates
+                 if u["dead_reason"] == DeadReason.EXHAUSTED and u["b_id"] in written]
+    if before or exhausted:
+        ledger.announced = announce(conn, lambda: record_notices(
+            conn, before=before, disabled_reasons=ledger.disable, exhausted=exhausted,
+            now=now), now=now)
     return written
+
+
+def watched_endpoints(ledger: Ledger) -> list[str]:
+    """The endpoints whose state this record may change: disabled, a probe's outcome, or
+    failures counted (answers that were all successes cannot open or close a circuit)."""
+    return sorted({*ledger.disable, *ledger.circuits,
+                   *(e for e, seen in ledger.observations.items() if any(seen))})
+
+
+def _streak_goes_on(now: datetime) -> Any:
+    """``failing_since`` after a failure: kept if a streak is under way, else *now*."""
+    return func.coalesce(Endpoint.failing_since, literal(now, type_=Endpoint.failing_since.type))
 
 
 def count_failures(conn: Connection, endpoint_id: str, failures: Sequence[bool], *,
@@ -149,7 +190,9 @@ def count_failures(conn: Connection, endpoint_id: str, failures: Sequence[bool],
     An increment, not a snapshot write, so batches of several workers add up, and one
     that was claimed before the circuit opened cannot close it again: only a probe
     closes an open circuit. The failures after the batch's last success count; a
-    success resets a closed circuit's count.
+    success resets a closed circuit's count. The failing streak
+    (:func:`app.operational.failing_since_after`) ends at a success and starts at the
+    first failure after one.
     """
     tail = 0
     for failed in reversed(failures):
@@ -159,15 +202,19 @@ def count_failures(conn: Connection, endpoint_id: str, failures: Sequence[bool],
     reset = tail < len(failures)
     closed = Endpoint.circuit_state == CircuitState.CLOSED.value
     if tail == 0:
-        conn.execute(update(Endpoint).where(Endpoint.id == endpoint_id, closed,
-                                            Endpoint.circuit_failures != 0)
-                     .values(circuit_failures=0))
+        conn.execute(update(Endpoint).where(
+            Endpoint.id == endpoint_id,
+            or_(and_(closed, Endpoint.circuit_failures != 0), Endpoint.failing_since.is_not(None)))
+            .values(circuit_failures=case((closed, 0), else_=Endpoint.circuit_failures),
+                    failing_since=None))
         return
     counted = case((closed, 0), else_=Endpoint.circuit_failures) if reset \
         else Endpoint.circuit_failures
     new = counted + tail
     opening = and_(closed, new >= policy.failure_threshold)
     conn.execute(update(Endpoint).where(Endpoint.id == endpoint_id).values(
+        failing_since=literal(now, type_=Endpoint.failing_since.type) if reset
+        else _streak_goes_on(now),
         circuit_failures=new,
         circuit_state=case((opening, CircuitState.OPEN.value), else_=Endpoint.circuit_state),
         circuit_cooloff_seconds=case((opening, policy.cooloff_seconds),

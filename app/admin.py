@@ -219,6 +219,8 @@ def update_endpoint(
         if "enabled" in changes:
             endpoint.enabled = bool(changes["enabled"])
             endpoint.disabled_reason = None if endpoint.enabled else "disabled through the API"
+            if endpoint.enabled:
+                endpoint.failing_since = None  # a fresh start: the failing streak is over
         endpoint.updated_at = utcnow()
         session.flush()
         return NewEndpoint(endpoint=endpoint, secret=new_secret)
@@ -348,5 +350,7 @@ def set_endpoint_enabled(sessions: sessionmaker[Session], endpoint_id: str, enab
             return False
         endpoint.enabled = enabled
         endpoint.disabled_reason = None if enabled else "disabled by an operator"
+        if enabled:
+            endpoint.failing_since = None  # a fresh start: the failing streak is over
         endpoint.updated_at = utcnow()
     return True

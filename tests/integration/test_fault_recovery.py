@@ -95,6 +95,7 @@ class TestFlower:
     """Workers send task events, so Flower counts delivery tasks live, and each task's
     result says how many deliveries it carried."""
 
+    @pytest.mark.parametrize("broker", BROKERS, indirect=True)
     def test_flower_counts_delivery_task_events(self, stack: Stack, receiver: Receiver) -> None:
         subscribe(stack, receiver, "/seen")
         port = free_port()

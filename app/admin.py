@@ -22,6 +22,7 @@ from app.contracts import (
 from app.contracts.cr3dentials import DEFAULT_AUTH_HEADER
 from app.db import transaction
 from app.egress import EgressPolicy
+from app.engine.ratelimit import RateLimit, rate_limit
 from app.errors import InputError, InvalidEndpointConfig, InvalidEndpointURL, UnknownEndpoint
 from app.ids import new_id
 from app.matching import validate_filters
@@ -112,6 +113,8 @@ def add_endpoint(
     environment: str = Environment.PRODUCTION,
     enabled: bool = True,
     ordering: str = Ordering.NONE,
+    rate_limit_per_second: float | None = None,
+    rate_limit_burst: int | None = None,
 ) -> NewEndpoint:
     """Register a subscriber; the returned secret is shown once and never again.
 
@@ -124,6 +127,7 @@ def add_endpoint(
     """
     url = validate_endpoint_url(url, policy)
     ordering = check_ordering(ordering)
+    limit = check_rate_limit(rate_limit_per_second, rate_limit_burst)
     description = check_description(description)
     filters = validate_filters(events, catalogue)
     chosen = get_contract(contract)
@@ -143,6 +147,8 @@ def add_endpoint(
             headers=static, auth_header=auth_header, environment=environment,
             disabled_reason=None if enabled else "created disabled",
             ordering=ordering,
+            rate_limit_per_second=limit.per_second if limit else None,
+            rate_limit_burst=limit.burst if limit else None,
         )
         session.add(endpoint)
     return NewEndpoint(endpoint=endpoint, secret=secret)
@@ -163,10 +169,19 @@ def check_limits(timeout_seconds: float | None, max_attempts: int | None) -> Non
         raise InputError("max attempts must be between 1 and 50")
 
 
+def check_rate_limit(per_second: float | None, burst: int | None) -> RateLimit | None:
+    """The endpoint's rate limit (None: unlimited); InputError naming the bounds."""
+    if per_second is None:
+        if burst is not None:
+            raise InputError("rateLimit.burst needs rateLimit.perSecond")
+        return None
+    return rate_limit(per_second, burst)
+
+
 #: Endpoint fields a PATCH may change.
 UPDATABLE = frozenset({"url", "events", "enabled", "contract", "environment", "headers",
                        "auth_header", "timeout_seconds", "max_attempts", "description",
-                       "ordering"})
+                       "ordering", "rate_limit"})
 
 
 def update_endpoint(
@@ -213,6 +228,12 @@ def update_endpoint(
         endpoint.timeout_seconds, endpoint.max_attempts = timeout, attempts
         if "description" in changes:
             endpoint.description = check_description(changes["description"])
+        if "rate_limit" in changes:
+            # None removes the limit; else {"per_second": …, "burst": …}.
+            wanted = changes["rate_limit"] or {}
+            limit = check_rate_limit(wanted.get("per_second"), wanted.get("burst"))
+            endpoint.rate_limit_per_second = limit.per_second if limit else None
+            endpoint.rate_limit_burst = limit.burst if limit else None
         if "ordering" in changes:
             # Applies to events published from now on; waiting deliveries keep their order.
             endpoint.ordering = check_ordering(changes["ordering"])

@@ -32,6 +32,8 @@ class Route:
     retry_after: str | None = None
     delay: float = 0.0
     event_id_of: EventIdOf = crewpass_event_id
+    #: Overrides *statuses*: the status for (event id, attempts seen before this one).
+    status_of: Callable[[str, int], int] | None = None
 
 
 @dataclass(frozen=True)
@@ -109,7 +111,8 @@ class Receiver:
             else:
                 n = self._seen_attempts.get((path, event_id), 0)
                 self._seen_attempts[(path, event_id)] = n + 1
-                status = route.statuses[min(n, len(route.statuses) - 1)]
+                status = (route.status_of(event_id, n) if route.status_of is not None
+                          else route.statuses[min(n, len(route.statuses) - 1)])
             if 200 <= status < 300:
                 seen = self.unique.setdefault(path, set())
                 if event_id in seen:

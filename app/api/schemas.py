@@ -5,8 +5,18 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
+
+from app.engine import ratelimit
+from app.errors import InputError
 
 #: Ids are a prefix and base32 (``ep_01J…``); anything else cannot name a row.
 ID_PATTERN = r"^[A-Za-z0-9_-]{1,40}$"
@@ -56,6 +66,29 @@ _ORDERING = ("'key': the events of one ordering key are delivered one at a time,
              "order they were published; 'none': as they come.")
 
 
+class RateLimitInput(ApiInput):
+    """Deliveries per second to the webhook across every worker, and the burst allowed."""
+
+    per_second: float = Field(description=f"{ratelimit.MIN_PER_SECOND:g} to "
+                                          f"{ratelimit.MAX_PER_SECOND:g} deliveries per second.")
+    burst: int | None = Field(default=None, description=(
+        f"{ratelimit.MIN_BURST} to {ratelimit.MAX_BURST} deliveries at once after a quiet "
+        "spell; default one second's worth."))
+
+    @model_validator(mode="after")
+    def _within_bounds(self) -> RateLimitInput:
+        try:
+            ratelimit.rate_limit(self.per_second, self.burst)
+        except InputError as exc:  # a 422 naming the bounds, like any field's
+            raise ValueError(str(exc)) from None
+        return self
+
+
+class RateLimitView(ApiModel):
+    per_second: float
+    burst: int
+
+
 class WebhookCreate(ApiInput):
     endpoint: Text = Field(max_length=2048, description="The https:// URL that receives POSTs.")
     events: list[Text] = Field(min_length=1, max_length=100,
@@ -72,6 +105,7 @@ class WebhookCreate(ApiInput):
     signature_secret: Text | None = Field(default=None, max_length=200,
                                          description="Keep an existing secret instead of a new one.")
     ordering: OrderingName = Field(default="none", description=_ORDERING)
+    rate_limit: RateLimitInput | None = None
 
 
 class WebhookUpdate(ApiInput):
@@ -86,6 +120,7 @@ class WebhookUpdate(ApiInput):
     max_attempts: int | None = Field(default=None, ge=1, le=50)
     description: Text | None = Field(default=None, max_length=2000)
     ordering: OrderingName | None = Field(default=None, description=_ORDERING)
+    rate_limit: RateLimitInput | None = Field(default=None, description="null removes it.")
 
 
 class Webhook(ApiModel):
@@ -108,6 +143,7 @@ class Webhook(ApiModel):
                     "until circuitRetryAt, then one probe (half-open) decides.")
     circuit_retry_at: datetime | None = None
     ordering: OrderingName = Field(default="none", description=_ORDERING)
+    rate_limit: RateLimitView | None = None
     created_at: datetime
     updated_at: datetime
 

@@ -25,6 +25,8 @@ def webhook(endpoint: Endpoint) -> schemas.Webhook:
         circuit=circuit_name(endpoint.circuit_state),
         circuit_retry_at=endpoint.circuit_retry_at if endpoint.circuit_state != "closed" else None,
         ordering="key" if endpoint.ordering == "key" else "none",
+        rate_limit=None if endpoint.rate_limit_per_second is None else schemas.RateLimitView(
+            per_second=endpoint.rate_limit_per_second, burst=endpoint.rate_limit_burst or 1),
         created_at=endpoint.created_at, updated_at=endpoint.updated_at,
     )
 

@@ -34,7 +34,7 @@ MAX_POLL_SECONDS = 0.5
 _FIELDS = {"endpoint": "url", "events": "events", "enabled": "enabled", "contract": "contract",
            "environment": "environment", "headers": "headers", "auth_header": "auth_header",
            "timeout_seconds": "timeout_seconds", "max_attempts": "max_attempts",
-           "description": "description", "ordering": "ordering"}
+           "description": "description", "ordering": "ordering", "rate_limit": "rate_limit"}
 
 
 @router.post("", status_code=201, response_model=schemas.WebhookWithSecret)
@@ -47,6 +47,8 @@ def create_webhook(body: schemas.WebhookCreate, tenant: TenantDep,
         secret=body.signature_secret, headers=body.headers, auth_header=body.auth_header,
         policy=hookline.egress_policy, environment=body.environment, enabled=body.enabled,
         ordering=body.ordering,
+        rate_limit_per_second=body.rate_limit.per_second if body.rate_limit else None,
+        rate_limit_burst=body.rate_limit.burst if body.rate_limit else None,
     )
     return views.webhook_with_secret(created.endpoint, created.secret)
 

@@ -163,6 +163,11 @@ def endpoints_add(
     ordering: Annotated[str, typer.Option(
         help="'key': one delivery at a time per ordering key, in order; 'none': as they come."
     )] = "none",
+    rate_limit: Annotated[float | None, typer.Option(
+        help="Deliveries per second to this endpoint across all workers (0.01-10000).")] = None,
+    burst: Annotated[int | None, typer.Option(
+        help="With --rate-limit: deliveries at once after a quiet spell (1-100000; "
+             "default one second's worth).")] = None,
 ) -> None:
     """Subscribe a URL; prints the endpoint id and its signing secret (shown once)."""
     hl = hookline_for(load_settings())
@@ -173,6 +178,7 @@ def endpoints_add(
             timeout_seconds=timeout, max_attempts=max_attempts, description=description,
             headers=_parse_headers(header or []), auth_header=auth_header, secret=secret,
             policy=hl.egress_policy, ordering=ordering,
+            rate_limit_per_second=rate_limit, rate_limit_burst=burst,
         )
     except HooklineError as exc:
         fail(str(exc))
@@ -221,7 +227,8 @@ def endpoints_list(tenant: Annotated[str | None, typer.Option()] = None) -> None
         rows = admin.list_endpoints(hl.sessions, tenant)
     except HooklineError as exc:
         fail(str(exc))
-    table = Table("id", "tenant", "url", "contract", "events", "enabled", "circuit", "partition")
+    table = Table("id", "tenant", "url", "contract", "events", "enabled", "circuit", "partition",
+                  "rate limit")
     from app.api.views import circuit_name
     from app.partitioning import partition_for
 
@@ -231,8 +238,40 @@ def endpoints_list(tenant: Annotated[str | None, typer.Option()] = None) -> None
         if circuit != "closed" and ep.circuit_retry_at is not None:
             circuit += f" until {ep.circuit_retry_at:%H:%M:%S}"
         table.add_row(ep.id, ep.tenant_id, ep.url, ep.contract, ",".join(ep.event_types), state,
-                      circuit, str(partition_for(ep.id, hl.settings.partitions)))
+                      circuit, str(partition_for(ep.id, hl.settings.partitions)),
+                      _rate_limit_text(ep.rate_limit_per_second, ep.rate_limit_burst))
     out.print(table)
+
+
+def _rate_limit_text(per_second: float | None, burst: int | None) -> str:
+    return "-" if per_second is None else f"{per_second:g}/s burst {burst}"
+
+
+@endpoints_cli.command("update")
+def endpoints_update(
+    endpoint_id: str,
+    rate_limit: Annotated[float | None, typer.Option(
+        help="Deliveries per second to this endpoint across all workers (0.01-10000).")] = None,
+    burst: Annotated[int | None, typer.Option(
+        help="With --rate-limit: deliveries at once after a quiet spell (1-100000).")] = None,
+    no_rate_limit: Annotated[bool, typer.Option(
+        "--no-rate-limit", help="Remove the endpoint's rate limit.")] = False,
+) -> None:
+    """Change an endpoint's rate limit; it applies to the next deliveries."""
+    if no_rate_limit and (rate_limit is not None or burst is not None):
+        fail("--no-rate-limit cannot go with --rate-limit or --burst")
+    if not no_rate_limit and rate_limit is None:
+        fail("nothing to change: give --rate-limit (and --burst) or --no-rate-limit")
+    hl = hookline_for(load_settings())
+    wanted = None if no_rate_limit else {"per_second": rate_limit, "burst": burst}
+    try:
+        updated = admin.update_endpoint(hl.sessions, hl.catalogue, endpoint_id,
+                                        {"rate_limit": wanted})
+    except HooklineError as exc:
+        fail(str(exc))
+    text = _rate_limit_text(updated.endpoint.rate_limit_per_second,
+                            updated.endpoint.rate_limit_burst)
+    out.print(f"endpoint {endpoint_id} rate limit {'none' if text == '-' else text}")
 
 
 def _toggle(endpoint_id: str, enabled: bool) -> None:

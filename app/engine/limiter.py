@@ -243,7 +243,7 @@ class RateLimits:
                         held.waits[item.delivery_id] = wait
                 else:
                     held.deferred[item.delivery_id] = ratelimit.deferral(
-                        grant, index, self.uniform(0.0, 1.0))
+                        grant, index, self.uniform(0.0, 1.0), self.max_wait)
                     held.reasons[item.delivery_id] = (
                         f"rate limit {grant.rate:g}/s" if grant.factor >= 1.0 else
                         f"rate limit {grant.rate:g}/s (slowed down after HTTP 429)")

@@ -99,6 +99,12 @@ class TestBucket:
         assert waits == pytest.approx([0.1, 0.2, 0.3, 0.4])
         assert deferral(grant, 0, spread=0.5) == pytest.approx(0.15)
 
+    def test_a_deferred_delivery_is_due_back_early_by_the_wait_it_may_spend(self) -> None:
+        grant, _ = acquire(Bucket(0.0, 0.0), LIMIT, want=30, max_wait=1.0, now=0.0)
+        assert grant.granted == 10
+        assert deferral(grant, 24, spread=0.0, max_wait=1.0) == pytest.approx(1.5)
+        assert deferral(grant, 10, spread=0.0, max_wait=2.0) == 0.0
+
 
 class TestAdaptive:
     """A 429 halves the endpoint's rate and empties its bucket; successes win it back."""

@@ -63,6 +63,7 @@ from app.models import (
     utcnow,
 )
 from app.names import BROKER_EPOCH_KEY, partition_queue
+from app.observability import recorder as metrics
 from app.partitioning import queue_for
 from config.settings import Settings
 
@@ -150,6 +151,7 @@ class Sweeper:
         while self._dispatch_due(report) >= self.settings.sweep_batch:
             pass
         self._resend_lost(report)
+        metrics.observe_sweep(report)
         return report
 
     def _recover_lost(self, report: SweepReport) -> None:

@@ -58,7 +58,8 @@ class Recorder:
         self.sweeps = Counter(f"{PREFIX}_sweeper_runs", "Sweeper runs.", registry=self.registry)
         self.recoveries = Counter(
             f"{PREFIX}_sweeper_recoveries", "What the sweeper put right: lost (an in-flight "
-            "lease expired), redispatched (sent again), exhausted (a lost attempt was the last).",
+            "lease expired), redispatched (sent again), message_lost (of those: its message had left "
+            "its queue unclaimed), exhausted (a lost attempt was the last).",
             ["kind"], registry=self.registry)
         self.broker_resets = Counter(
             f"{PREFIX}_sweeper_broker_resets", "Broker resets (flush or restart) the sweeper "
@@ -96,6 +97,7 @@ class Recorder:
         self.recoveries.labels("lost").inc(report.lost)
         self.recoveries.labels("exhausted").inc(report.exhausted)
         self.recoveries.labels("redispatched").inc(report.dispatched)
+        self.recoveries.labels("message_lost").inc(report.resent)
         if report.broker_reset:
             self.broker_resets.inc()
         for _delivery_id, reason in report.dead:

@@ -232,6 +232,18 @@ class TestTenancy:
         assert rotated.headers["cache-control"] == "no-store"
 
 
+    def test_an_endpoint_ordered_per_key_says_so(self, console: Console,
+                                                 harness: Harness) -> None:
+        acme, acme_key = tenant_with_key(harness, "acme")
+        ordered = harness.endpoint(acme, ordering="key")
+        harness.endpoint(acme)
+        console.login(acme_key)
+        page = console.get("/console/endpoints").text
+        assert page.count("ordered per key") == 1
+        row = page.split(f'id="endpoint-{ordered.id}"')[1].split("</tr>")[0]
+        assert "ordered per key" in row
+
+
 class TestCsrf:
     def test_a_post_without_the_sessions_token_is_refused_and_does_nothing(
         self, make_console: Callable[..., Console], harness: Harness

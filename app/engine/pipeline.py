@@ -204,6 +204,9 @@ class DeliveryEngine:
         self.rate_limits.observe(held, [(item.endpoint.id, sent) for (item, _), sent
                                         in zip(to_send, results, strict=True)
                                         if not isinstance(sent, Deferred)], finished)
+        for delivery_id, wait in held.deferred.items():  # counted down from now, not the acquire
+            decisions[delivery_id] = deferred(started + timedelta(seconds=wait), finished,
+                                              held.reasons[delivery_id])
         probes: dict[str, Circuit] = {}
         for (item, _request), sent in zip(to_send, results, strict=True):
             if isinstance(sent, Deferred):

@@ -9,8 +9,8 @@ second; every attempt takes one.
   one call. A token that will be there within *max_wait* seconds is taken now (the
   bucket may go below zero: the token is reserved) and its delivery is sent when the
   token arrives. The rest are not attempts: they are deferred until their token is
-  due (less the wait allowed, so a delivery back early still gets its token), one
-  token interval apart, so a large batch comes back spread out.
+  due (less the wait allowed, so a delivery back early still gets its token), in
+  whole seconds, so a large batch comes back a second's worth at a time.
 * **Adaptive.** A 429 from the receiver halves *factor* (never below
   :data:`MIN_FACTOR`), empties the bucket, and, with ``Retry-After``, pushes the
   next token that many seconds out (at most :data:`MAX_HOLD_SECONDS`). Each
@@ -151,15 +151,16 @@ def observed(bucket: Bucket, limit: RateLimit, now: float, successes: int,
 
 
 def deferral(grant: Grant, index: int, spread: float, max_wait: float = 0.0) -> float:
-    """Seconds a delivery beyond the grant waits before it is due again.
+    """Whole seconds a delivery beyond the grant waits before it is due again.
 
-    Until its token, less *max_wait*: back that early, it still gets its token (and waits
-    for it), while a delivery back late leaves its token unused (retry messages are
-    grouped per second, so they arrive up to a second after the earliest of them). Plus
-    *spread* (0..1) of one token interval, so workers deferring at the same moment do
-    not come back together.
+    Until its token, less *max_wait*, plus *spread* (0..1) of one token interval, in
+    whole seconds rounded down: back early, a delivery still gets its token (and waits
+    for it), while one back late leaves its token unused. Retry messages are grouped
+    per whole second of their wait and sent for the longest wait of a group
+    (:mod:`app.engine.schedule`), so whole seconds make every delivery of a group due
+    when its message arrives; a large batch comes back a second's worth at a time.
     """
-    return max(grant.wait(index) - max_wait, 0.0) + spread / grant.rate
+    return float(math.floor(max(grant.wait(index) - max_wait, 0.0) + spread / grant.rate))
 
 
 __all__ = ["BUCKET_TTL_SECONDS", "MAX_BURST", "MAX_HOLD_SECONDS", "MAX_PER_SECOND",

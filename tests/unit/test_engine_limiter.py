@@ -89,10 +89,10 @@ class TestHoldBack:
     def test_the_burst_goes_now_the_next_tokens_wait_and_the_rest_is_deferred(self) -> None:
         limits = RateLimits(lambda: CountingBuckets(Clock()), max_wait=0.3, uniform=lowest)
         held = limits.hold_back([Item(f"d{i}", LIMITED) for i in range(8)])
-        # burst 2 now; tokens at 0.1, 0.2, 0.3 s reserved; the rest due back early enough
-        # to reserve their tokens (at 0.4, 0.5, 0.6 s) then
+        # burst 2 now; tokens at 0.1, 0.2, 0.3 s reserved; the rest due back at once
+        # (whole seconds, early enough to reserve their tokens at 0.4, 0.5, 0.6 s then)
         assert held.waits == pytest.approx({"d2": 0.1, "d3": 0.2, "d4": 0.3})
-        assert held.deferred == pytest.approx({"d5": 0.1, "d6": 0.2, "d7": 0.3})
+        assert held.deferred == {"d5": 0.0, "d6": 0.0, "d7": 0.0}
         assert held.reasons["d5"] == "rate limit 10/s"
 
     def test_a_probe_is_never_held_back(self) -> None:
@@ -125,7 +125,7 @@ class TestObserve:
         assert buckets.feedbacks == [("ep_limited", 1, True, 2.0)]
 
         held = limits.hold_back([Item("d1", LIMITED)])
-        assert held.deferred["d1"] == pytest.approx(2.0 + 1 / 5.0)  # held 2 s, then 5/s
+        assert held.deferred["d1"] == 2.0  # held 2 s, then 5/s: its token at 2.2 s
         assert held.reasons["d1"] == "rate limit 5/s (slowed down after HTTP 429)"
 
     def test_the_rate_comes_back_step_by_step_after_successes(self) -> None:
@@ -185,7 +185,7 @@ class TestInTheEngine:
         for index, delivery_id in enumerate(ids[2:]):
             row = h.delivery(delivery_id)
             assert (row.state, row.attempt_count) == (DeliveryState.PENDING, 0)
-            assert row.next_attempt_at == T0 + timedelta(seconds=0.5 * (index + 1))
+            assert row.next_attempt_at == T0 + timedelta(seconds=(0.5 * (index + 1)) // 1)
             assert row.last_error == "deferred: rate limit 2/s"
             assert h.attempts(delivery_id) == []
         assert buckets.acquires == [(endpoint.id, 5)]

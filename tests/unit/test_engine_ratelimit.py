@@ -92,17 +92,19 @@ class TestBucket:
             sent += grant.granted
         assert sent == pytest.approx(100, abs=1)
 
-    def test_deliveries_beyond_the_grant_are_spread_one_token_apart(self) -> None:
-        grant, _ = acquire(Bucket(0.0, 0.0), LIMIT, want=4, max_wait=0.0, now=0.0)
+    def test_deliveries_beyond_the_grant_come_back_a_seconds_worth_at_a_time(self) -> None:
+        grant, _ = acquire(Bucket(0.0, 0.0), LIMIT, want=35, max_wait=0.0, now=0.0)
         assert grant.granted == 0
-        waits = [deferral(grant, i, spread=0.0) for i in range(4)]
-        assert waits == pytest.approx([0.1, 0.2, 0.3, 0.4])
-        assert deferral(grant, 0, spread=0.5) == pytest.approx(0.15)
+        waits = [deferral(grant, i, spread=0.0) for i in range(35)]
+        assert waits == [0.0] * 9 + [1.0] * 10 + [2.0] * 10 + [3.0] * 6
+        assert deferral(grant, 8, spread=0.5) == 0.0  # 0.9 s + half a token: still 0
+        assert deferral(grant, 9, spread=0.5) == 1.0
 
     def test_a_deferred_delivery_is_due_back_early_by_the_wait_it_may_spend(self) -> None:
         grant, _ = acquire(Bucket(0.0, 0.0), LIMIT, want=30, max_wait=1.0, now=0.0)
         assert grant.granted == 10
-        assert deferral(grant, 24, spread=0.0, max_wait=1.0) == pytest.approx(1.5)
+        assert grant.wait(24) == pytest.approx(2.5)
+        assert deferral(grant, 24, spread=0.0, max_wait=1.0) == 1.0
         assert deferral(grant, 10, spread=0.0, max_wait=2.0) == 0.0
 
 

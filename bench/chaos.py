@@ -260,6 +260,9 @@ class Stack:
                                    self.env, self.workdir / "api.log")
         self.groups["beat"] = Group("beat", [sys.executable, "-m", "app.cli", "beat"],
                                     self.env, self.workdir / "beat.log")
+        # The change feed's relay: it must reconnect by itself after a database restart.
+        self.groups["producer"] = Group("producer", [sys.executable, "-m", "app.cli", "producer"],
+                                        self.env, self.workdir / "producer.log")
         for i in range(self.worker_count):
             self._start_worker(i)
         wait(lambda: self.readyz() == 200, 60, "the API's /readyz")
@@ -383,6 +386,21 @@ class Stack:
             time.sleep(0.5)
         raise ChaosError("the API did not accept a batch of events before the deadline")
 
+    def write_outbox(self, count: int) -> list[str]:
+        """*count* change-feed outbox rows, as a watched change would write them; their ids."""
+        from app.ids import new_id
+
+        ids = [new_id("evt") for _ in range(count)]
+        with psycopg.connect(self.pg.url, autocommit=True, connect_timeout=5) as conn:
+            for i, event_id in enumerate(ids):
+                conn.execute(
+                    "INSERT INTO outbox (event_id, tenant_ref, event_type, payload, occurred_at, "
+                    "source, state, created_at) VALUES (%s, %s, %s, %s, now(), 'chaos', "
+                    "'pending', now())",
+                    (event_id, self.tenant, EVENT_TYPE,
+                     json.dumps({"crew_unique_id": f"o{i}", "status": "active"})))
+        return ids
+
     def sql(self, statement: str, *params: Any) -> list[tuple[Any, ...]]:
         with psycopg.connect(self.pg.url, connect_timeout=2) as conn:
             return conn.execute(statement, params).fetchall()
@@ -435,10 +453,22 @@ def run_scenario(scenario: Scenario, stack: Stack, sink: Sink) -> Result:
     fault_done.wait(300)
     last_fault = faults_end[0] if faults_end else time.monotonic()
     expected = scenario.events + (1 if scenario.poison else 0)
+    relayed: list[str] = []
+    if any(f.startswith("postgres") for _, f in scenario.faults):
+        # Written after the restart: the producer has to have reconnected to relay them.
+        relayed = stack.write_outbox(20)
+        expected += len(relayed)
     settled_at = settle(stack, expected, last_fault + scenario.limit + 30)
     if settled_at is not None:
         result.recovery_seconds = round(max(settled_at - last_fault, 0.0), 1)
     read_outcome(stack, sink, scenario, result)
+    if relayed:
+        arrived = len(set(relayed) & set(sink.first_seen()))
+        result.notes.append(f"change feed: {arrived} of {len(relayed)} outbox rows written "
+                            "after the restart were relayed and delivered")
+        result.published += len(relayed)
+        if arrived < len(relayed):
+            result.failed = True
     if any(f.startswith("postgres") for _, f in scenario.faults):
         seen = sorted(set(stack.readyz_seen))
         result.notes.append(f"/readyz while PostgreSQL was down: {seen}")

@@ -137,6 +137,7 @@ def get_event(eventId: IdPath, tenant: TenantDep, hookline: HooklineDep) -> sche
         return schemas.EventView(
             id=event.id, type=event.event_type, environment=event.environment,
             data=event.payload, occurred_at=event.occurred_at,
-            idempotency_key=event.idempotency_key, created_at=event.created_at,
+            idempotency_key=event.idempotency_key, ordering_key=event.ordering_key,
+            sequence=event.sequence, created_at=event.created_at,
             pruned_at=event.pruned_at, deliveries=views.deliveries(session, rows),
         )

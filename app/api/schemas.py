@@ -268,6 +268,9 @@ class EventView(ApiModel):
     data: dict[str, Any] | None
     occurred_at: datetime
     idempotency_key: str | None
+    ordering_key: str | None = None
+    sequence: int | None = Field(default=None, description="Its number per tenant and "
+                                 "orderingKey, sent in X-Hookline-Sequence.")
     created_at: datetime
     pruned_at: datetime | None = None
     deliveries: list[DeliveryView]

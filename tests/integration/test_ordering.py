@@ -159,6 +159,8 @@ class TestOrderedDelivery:
             (first.json()["id"], "run/1 ü", 2)]
         arrived = by_key(receiver.for_path("/dead-head"))["run/1 ü"]
         assert arrived == [(1, 500), (1, 500), (2, 200), (3, 200)]
+        shown = acme.call("GET", f"/events/{first.json()['id']}").json()
+        assert (shown["orderingKey"], shown["sequence"]) == ("run/1 ü", 1)
 
 
 class TestSequenceNumbers:

@@ -46,7 +46,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,7 +59,7 @@ if str(ROOT) not in sys.path:
 import psycopg  # noqa: E402
 import redis  # noqa: E402
 
-from bench.harness import Group, Sink, child_env, free_port, log  # noqa: E402
+from bench.harness import Group, Sink, child_env, free_port, log, wait_for  # noqa: E402
 from config.settings import Settings, get_settings  # noqa: E402
 
 EVENT_TYPE = "crew.status.changed"
@@ -70,15 +70,6 @@ PG_BIN = Path("/usr/lib/postgresql")
 
 class ChaosError(Exception):
     """A part of the stack could not be started; the message says which."""
-
-
-def wait(predicate: Callable[[], bool], timeout: float, what: str, interval: float = 0.2) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(interval)
-    raise ChaosError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 # -- private services -------------------------------------------------------------------
@@ -156,7 +147,7 @@ class PrivateRedis:
             [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
              "--appendonly", "no", "--dir", str(self.dir)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait(self.up, 10, "redis-server")
+        wait_for(self.up, 10, "redis-server")
         return self
 
     def up(self) -> bool:
@@ -265,7 +256,7 @@ class Stack:
                                         self.env, self.workdir / "producer.log")
         for i in range(self.worker_count):
             self._start_worker(i)
-        wait(lambda: self.readyz() == 200, 60, "the API's /readyz")
+        wait_for(lambda: self.readyz() == 200, 60, "the API's /readyz")
         self._supervisor = threading.Thread(target=self._watch, daemon=True)
         self._supervisor.start()
         self._supervise.set()

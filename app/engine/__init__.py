@@ -6,7 +6,10 @@ The files read as its steps:
    with their endpoints and events, in one transaction.
 2. :mod:`~app.engine.render` — the exact signed request of each attempt (pure).
 3. :mod:`~app.engine.send` — every request of the batch in flight at once, capped per
-   endpoint, each within its total deadline, only to addresses the egress policy allows.
+   endpoint, each within its total deadline, only to addresses the egress policy allows;
+   before it, a rate-limited endpoint's tokens come from its fleet-wide bucket
+   (:mod:`~app.engine.limiter`, arithmetic in :mod:`~app.engine.ratelimit`): what has
+   no token is deferred, not attempted.
 4. :mod:`~app.engine.judge` — succeeded, retry, dead or deferred (pure), and
    :mod:`~app.engine.circuit` — each endpoint's breaker (pure).
 5. :mod:`~app.engine.record` — attempts and outcomes in one transaction, conditional on

@@ -19,20 +19,31 @@ import os
 import threading
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import Engine, bindparam, update
+from sqlalchemy import Engine, bindparam, select, update
 
 from app.models import Delivery, DeliveryState
 
 log = logging.getLogger(__name__)
 
-_RENEW = (
-    update(Delivery)
-    .where(Delivery.id.in_(bindparam("ids", expanding=True)),
-           Delivery.state == DeliveryState.IN_FLIGHT,
-           Delivery.lease_expires_at < bindparam("until"))
-    .values(lease_expires_at=bindparam("until"))
-)
+def _renew_statement() -> Any:
+    """Extend the leases of the given in-flight rows, skipping rows another transaction
+    holds (the batch's own record is finishing them): the renewal never waits on a row
+    lock, so it can never deadlock with a record."""
+    held = (
+        select(Delivery.id)
+        .where(Delivery.id.in_(bindparam("ids", expanding=True)),
+               Delivery.state == DeliveryState.IN_FLIGHT,
+               Delivery.lease_expires_at < bindparam("until"))
+        .with_for_update(skip_locked=True)
+    )
+    return (update(Delivery).where(Delivery.id.in_(held.scalar_subquery()))
+            .values(lease_expires_at=bindparam("until"))
+            .execution_options(synchronize_session=False))
+
+
+_RENEW = _renew_statement()
 
 
 class Leases:

@@ -294,10 +294,15 @@ class Sweeper:
         due_before = now - timedelta(seconds=self.settings.lost_after)
         horizons = self._horizons()
         known = [h for h in horizons.values() if h is not None]
-        unheld: Any = Delivery.next_attempt_at <= stale
+        # Due, and its message sent, that long ago (a message sent a moment ago, such as
+        # an ordered key's next delivery released just now, has not had its chance).
+        unheld: Any = and_(Delivery.next_attempt_at <= stale, Delivery.queued_at <= stale)
         if known:
             newest = datetime.fromtimestamp(max(known) - CLOCK_SLACK, UTC)
+            # Due, and its message sent, at least lost_after ago: a message sent a
+            # moment ago (a key's next delivery released just now) is not lost.
             unheld = or_(unheld, and_(Delivery.next_attempt_at <= due_before,
+                                      Delivery.queued_at <= due_before,
                                       Delivery.queued_at < newest))
         condition = and_(Delivery.state.in_(CLAIMABLE_STATES), Delivery.queued_at.is_not(None),
                          unheld)
@@ -310,8 +315,9 @@ class Sweeper:
                 .limit(self.settings.sweep_batch)
                 .with_for_update(skip_locked=True)
             ).all()
-            lost = [row for row in rows if row[2] <= stale
-                    or (row[3] is not None and self._left_queue(row[1], row[3], horizons))]
+            lost = [row for row in rows if row[3] is not None and (
+                (row[2] <= stale and row[3] <= stale)
+                or self._left_queue(row[1], row[3], horizons))]
             if not lost:
                 return
             session.execute(

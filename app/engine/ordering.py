@@ -89,8 +89,12 @@ def _hold_back_statement() -> Any:
             .where(table.c.id.in_(bindparam("ids", expanding=True)),
                    table.c.ordering_key.is_not(None),
                    text(f"deliveries.state IN {_CLAIMABLE_SQL}"),
-                   table.c.next_attempt_at <= bindparam("due"),
-                   waiting_behind(table))
+                   table.c.next_attempt_at <= bindparam("due"))
+            # Not re-testing what the claim saw: if the earlier delivery finished since
+            # (another transaction committed between the two statements), the row is
+            # still marked blocked, and the sweeper's release of stranded keys sends it
+            # within a sweep, rather than it waiting, unblocked and without a message,
+            # for the lost-message net.
             .values(blocked=true(), queued_at=None))
 
 

@@ -397,3 +397,24 @@ class TestPoisonIsolation:
         assert report.lost == 3
         assert sorted(len(t.args[0]) for t in h.sender.sent) == [1, 1, 1]
         assert sorted(h.sender.delivery_ids_sent()) == sorted(ids)
+
+
+class TestLostMessagesSentRecently:
+    def test_a_long_due_delivery_whose_message_was_sent_just_now_is_left_to_it(
+        self, harness: Harness
+    ) -> None:
+        h = harness
+        # Due since publishing, but its message went out a second ago (a key's next
+        # delivery, released when the one before it finished).
+        delivery(h, queued_at=ago(1), next_attempt_at=ago(300))
+        report = with_horizons(h, StaticHorizons(T0.timestamp())).run()
+        assert report.resent == 0 and h.sender.sent == []
+
+    def test_a_long_due_delivery_sent_just_now_waits_for_redispatch_after_again(
+        self, harness: Harness
+    ) -> None:
+        h = harness
+        overdue = h.settings.redispatch_after + 60
+        delivery(h, queued_at=ago(1), next_attempt_at=ago(overdue))
+        report = sweeper(h).run()
+        assert report.dispatched == 0 and h.sender.sent == []

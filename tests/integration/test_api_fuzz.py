@@ -121,6 +121,8 @@ BASES: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/api/{tenantId}/dead-letters/requeue"): {"filter": {}},
     ("POST", "/api/{tenantId}/incoming-webhooks"): {"name": "fuzz", "eventType": "run.succeeded"},
     ("POST", "/hooks/{token}"): {},
+    ("POST", "/api/{tenantId}/replays"): {"since": "2026-01-01T00:00:00Z", "dryRun": True},
+    ("PUT", "/api/{tenantId}/retention"): {"days": 30},
 }
 
 

@@ -67,9 +67,13 @@ def hookline_for(settings: Settings) -> Hookline:
 
 
 def parse_since(text: str | None) -> datetime | None:
-    """``2h``, ``30m``, ``7d``, ``45s`` ago, or an ISO-8601 time (UTC unless it says)."""
-    if text is None:
-        return None
+    """``--since``: see :func:`parse_moment`; None when not given."""
+    return None if text is None else parse_moment(text, "--since")
+
+
+def parse_moment(text: str, option: str) -> datetime:
+    """``2h``, ``30m``, ``7d``, ``45s`` ago, or an ISO-8601 time (UTC unless it says),
+    given as *option*; a clear error otherwise."""
     match = re.fullmatch(r"([0-9]{1,12})([smhd])", text.strip())
     try:
         if match:
@@ -78,9 +82,9 @@ def parse_since(text: str | None) -> datetime | None:
         moment = datetime.fromisoformat(text)
         return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
     except OverflowError:
-        fail(f"--since {text!r}: that is before year 1 or after 9999 in UTC")
+        fail(f"{option} {text!r}: that is before year 1 or after 9999 in UTC")
     except ValueError:
-        fail(f"--since {text!r}: use a duration like 2h or 30m, or an ISO-8601 time")
+        fail(f"{option} {text!r}: use a duration like 2h or 30m, or an ISO-8601 time")
 
 
 # -- db ---------------------------------------------------------------------------------
@@ -488,19 +492,6 @@ def dlq_requeue(
 
 
 # -- replay and retention --------------------------------------------------------------
-def _moment(text: str, option: str) -> datetime:
-    """``2h``/``7d`` ago or an ISO-8601 time (UTC unless it says), for *option*."""
-    match = re.fullmatch(r"([0-9]{1,6})([smhd])", text.strip())
-    try:
-        if match:
-            unit = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}[match.group(2)]
-            return datetime.now(UTC) - timedelta(**{unit: int(match.group(1))})
-        moment = datetime.fromisoformat(text)
-        return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
-    except (OverflowError, ValueError):
-        fail(f"{option} {text!r}: use a duration like 2h or 7d, or an ISO-8601 time")
-
-
 def _replay_summary(view: replays.ReplayView) -> None:
     c = view.counts
     out.print(f"replay {view.id}: {view.status}; sent {c.sent} of {c.matched} matched; "
@@ -530,8 +521,8 @@ def replay_cmd(
             if tenant is None or since is None:
                 fail("give --tenant and --since (or --resume ID)")
             request = replays.ReplayRequest(
-                tenant=tenant, since=_moment(since, "--since"),
-                until=_moment(until, "--until") if until is not None else None,
+                tenant=tenant, since=parse_moment(since, "--since"),
+                until=parse_moment(until, "--until") if until is not None else None,
                 endpoint_id=endpoint, event_type=event_type, state=state)
             if dry_run:
                 c = replays.preview(hl.sessions, request,

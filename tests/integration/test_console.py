@@ -21,7 +21,9 @@ from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
-from selenium.webdriver.support.ui import Select
+from selenium.webdriver.remote.webelement import WebElement
+from selenium.webdriver.support.expected_conditions import staleness_of
+from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from app.api import create_app
 from app.receiver import Receiver, Route
@@ -101,6 +103,15 @@ class Shots:
         return path
 
 
+def navigate(driver: WebDriver, element: WebElement) -> None:
+    """Click *element* and wait until the page it leads to has replaced this one."""
+    page = driver.find_element(By.TAG_NAME, "html")
+    element.click()
+    WebDriverWait(driver, 20).until(staleness_of(page))
+    WebDriverWait(driver, 20).until(
+        lambda d: d.execute_script("return document.readyState") == "complete")
+
+
 def text_of(driver: WebDriver, css: str) -> str:
     return str(driver.find_element(By.CSS_SELECTOR, css).text)
 
@@ -130,12 +141,12 @@ def test_an_operator_logs_in_filters_opens_a_delivery_and_requeues_a_dead_letter
         browser.get(f"{api.url}/console")
         assert browser.current_url.endswith("/console/login")
         browser.find_element(By.ID, "key").send_keys("hl_wrong")
-        browser.find_element(By.ID, "login").click()
+        navigate(browser, browser.find_element(By.ID, "login"))
         assert text_of(browser, "#login-error") == "That key was not accepted."
         shots.take("login-refused")
 
         browser.find_element(By.ID, "key").send_keys(acme.key)
-        browser.find_element(By.ID, "login").click()
+        navigate(browser, browser.find_element(By.ID, "login"))
         assert browser.current_url == f"{api.url}/console"
         assert text_of(browser, "#viewer") == "acme"
         # The page polls its numbers; the stamp changes once the first poll answered.
@@ -152,13 +163,13 @@ def test_an_operator_logs_in_filters_opens_a_delivery_and_requeues_a_dead_letter
         assert listed == {dead["deliveryId"], delivered}
         Select(browser.find_element(By.NAME, "state")).select_by_value("dead")
         browser.find_element(By.NAME, "webhook").send_keys(rejecting["id"])
-        browser.find_element(By.ID, "apply").click()
+        navigate(browser, browser.find_element(By.ID, "apply"))
         links = browser.find_elements(By.CSS_SELECTOR, "a.delivery-link")
         assert [a.text for a in links] == [dead["deliveryId"]]
         shots.take("deliveries-filtered")
 
         # One delivery: its 400 attempt, the receiver's answer, headers without signatures.
-        links[0].click()
+        navigate(browser, links[0])
         attempt = text_of(browser, "#attempt-1")
         assert "HTTP 400" in attempt and '{"error":"scripted"}' in attempt
         assert "X-CrewPass-Event-Type" in attempt and "withheld" in attempt
@@ -167,14 +178,14 @@ def test_an_operator_logs_in_filters_opens_a_delivery_and_requeues_a_dead_letter
 
         # Dead letters: requeue by filter, counted first by a dry run.
         browser.get(f"{api.url}/console/dead-letters?webhook={rejecting['id']}")
-        browser.find_element(By.ID, "requeue-preview").click()
+        navigate(browser, browser.find_element(By.ID, "requeue-preview"))
         assert text_of(browser, "#would-requeue") == "1"
         shots.take("requeue-dry-run")
         assert acme.call("GET", f"/deliveries/{dead['deliveryId']}").json()["state"] == "dead"
         rejects.statuses = [200]
-        browser.find_element(By.ID, "requeue-confirm").click()
+        navigate(browser, browser.find_element(By.ID, "requeue-confirm"))
         assert text_of(browser, "#requeue-result").startswith("1 requeued")
-        browser.find_element(By.CSS_SELECTOR, "a.requeued").click()
+        navigate(browser, browser.find_element(By.CSS_SELECTOR, "a.requeued"))
 
         def succeeded() -> bool:
             browser.refresh()

@@ -2,7 +2,7 @@
 
 One transaction: a conditional ``UPDATE … RETURNING`` moves each due, claimable row to
 ``in_flight``, counts the attempt (so a message that kills its worker every time runs
-out of budget) and sets a lease the attempt cannot outlive; then one read of the
+out of budget) and sets a lease its process renews while it lives; then one read of the
 endpoints and one of the events, in plain Core rows, never ORM objects. A duplicate
 message finds nothing claimable and claims nothing.
 
@@ -95,13 +95,13 @@ _ENDPOINT_COLUMNS = (
 
 
 def claim(conn: Connection, delivery_ids: Sequence[str], *, now: datetime,
-          lease_seconds: float, read_timeout: float,
-          probe_seconds: float) -> tuple[list[Claim], list[str]]:
+          lease_seconds: float, probe_seconds: float) -> tuple[list[Claim], list[str]]:
     """Claim the due ones of *delivery_ids* inside the caller's transaction.
 
     Returns the claims, in the order of *delivery_ids*, and the ids skipped (unknown,
     not due, already taken or finished). Every claimed row's lease is *lease_seconds*
-    from *now*, plus whatever an endpoint's own read timeout adds to *read_timeout*.
+    from *now*; the claiming process renews it while it lives (:mod:`app.engine.lease`),
+    so an endpoint's long read timeout needs no longer lease.
     """
     lease = now + timedelta(seconds=lease_seconds)
     params = {"ids": list(delivery_ids), "due": now + CLOCK_SKEW, "lease": lease, "now": now}
@@ -131,7 +131,6 @@ def claim(conn: Connection, delivery_ids: Sequence[str], *, now: datetime,
         hold_back(conn, [i for i in delivery_ids if i not in got], due=now + CLOCK_SKEW)
     if not returned:
         return [], list(delivery_ids)
-    _lengthen_leases(conn, returned, endpoints, lease=lease, read_timeout=read_timeout)
     probes = _take_probes(conn, endpoints.values(), now=now, probe_seconds=probe_seconds)
     by_id = {row[0]: row for row in returned}
     claims: list[Claim] = []
@@ -215,22 +214,6 @@ def _endpoint(row: Any) -> EndpointRow:
                        row.auth_header, row.timeout_seconds, row.max_attempts, row.enabled,
                        row.deleted_at, circuit, row.rate_limit_per_second,
                        row.rate_limit_burst)
-
-
-def _lengthen_leases(conn: Connection, returned: Sequence[Any],
-                     endpoints: Mapping[str, EndpointRow], *, lease: datetime,
-                     read_timeout: float) -> None:
-    """Endpoints may have a longer timeout than the default the lease was set for."""
-    longer = [
-        {"b_id": row[0], "b_lease": lease + timedelta(seconds=extra)}
-        for row in returned
-        if (extra := (endpoints[row[2]].timeout_seconds or read_timeout) - read_timeout) > 0
-    ]
-    if longer:
-        table = Delivery.__table__
-        assert isinstance(table, Table)
-        conn.execute(update(table).where(table.c.id == bindparam("b_id"))
-                     .values(lease_expires_at=bindparam("b_lease")), longer)
 
 
 def _take_probes(conn: Connection, endpoints: Any, *, now: datetime,

@@ -262,7 +262,6 @@ class DeliveryEngine:
         with self.engine.begin() as conn:
             claims, _skipped = claim(
                 conn, wanted, now=now, lease_seconds=self.lease_seconds(),
-                read_timeout=self.settings.read_timeout,
                 probe_seconds=self.settings.connect_timeout + self.settings.read_timeout
                 + self.settings.lease_seconds)
         by_id = {c.delivery_id: c for c in claims}
